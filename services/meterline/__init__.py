@@ -1,0 +1,1 @@
+"""Meterline: usage and cost reporting for AI gateway traffic."""

@@ -1,0 +1,38 @@
+"""The one place that opens ClickHouse clients, so the embedded engine (chdb://) and a
+server (http://host:8123) are interchangeable by configuration alone."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+
+
+def connect(url: str, database: str | None = None, **settings: Any) -> Client:
+    """Open a client; ``database`` becomes the client's default database (created if it
+    does not exist, so migrations can run on an empty server)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "chdb":
+        if database:
+            clickhouse_connect.get_client(dsn=url).command(
+                f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}"
+            )
+        return clickhouse_connect.get_client(dsn=url, database=database or "default", **settings)
+    client = clickhouse_connect.get_client(
+        host=parsed.hostname or "localhost",
+        port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+        username=parsed.username or "default",
+        password=parsed.password or "",
+        secure=parsed.scheme == "https",
+        **settings,
+    )
+    if database:
+        client.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(database)}")
+        client.database = database
+    return client
+
+
+def quote_identifier(name: str) -> str:
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"

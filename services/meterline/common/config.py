@@ -1,0 +1,147 @@
+"""The gateway's configuration file (TOML): providers, teams, their gateway keys (hashed),
+BYOK keys and price overrides.
+
+Secrets never live in this file in clear: gateway keys are stored as SHA-256 hashes, and
+provider keys are named by the environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+KEY_PREFIX = "ml_"
+
+
+def hash_key(key: str) -> str:
+    """Gateway keys are random 256-bit secrets, so one SHA-256 pass is enough (no salt or
+    slow hash needed: there is nothing to brute-force in a key that was never chosen by a
+    person)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProviderConfig(_Strict):
+    slug: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    wire: Literal["openai", "anthropic"] = "openai"
+    base_url: str
+    api_key_env: str | None = None
+    """Environment variable holding the system credential for this provider."""
+    timeout_seconds: float = 600.0
+
+    def system_key(self) -> str | None:
+        return os.environ.get(self.api_key_env) if self.api_key_env else None
+
+
+class GatewayKey(_Strict):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class PriceOverride(_Strict):
+    """A team's deal for a model: a multiplier on the market price (0.8 = 20 % off,
+    1.1 = 10 % markup), or custom per-million-token prices. First match wins."""
+
+    model: str = "*"
+    provider: str = "*"
+    multiplier: Decimal | None = None
+    input_per_mtok: Decimal | None = None
+    output_per_mtok: Decimal | None = None
+    cache_read_per_mtok: Decimal | None = None
+    cache_write_per_mtok: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PriceOverride:
+        custom = self.input_per_mtok is not None or self.output_per_mtok is not None
+        if (self.multiplier is None) == (not custom):
+            pass
+        if self.multiplier is not None and custom:
+            raise ValueError("a price override sets a multiplier or custom prices, not both")
+        if self.multiplier is None and not custom:
+            raise ValueError("a price override needs a multiplier or input/output prices")
+        return self
+
+    def matches(self, provider: str, model: str) -> bool:
+        return self.model in ("*", model) and self.provider in ("*", provider)
+
+
+class ByokKey(_Strict):
+    provider: str
+    api_key_env: str
+    """Environment variable holding the team's own provider key."""
+
+
+class TeamConfig(_Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    name: str = ""
+    keys: list[GatewayKey] = []
+    byok: list[ByokKey] = []
+    byok_fallback_to_system: bool = True
+    price_overrides: list[PriceOverride] = []
+
+    def price_override(self, provider: str, model: str) -> PriceOverride | None:
+        return next((o for o in self.price_overrides if o.matches(provider, model)), None)
+
+
+class GatewayConfig(_Strict):
+    providers: list[ProviderConfig] = []
+    teams: list[TeamConfig] = []
+
+    @model_validator(mode="after")
+    def _unique(self) -> GatewayConfig:
+        slugs = [p.slug for p in self.providers]
+        if len(slugs) != len(set(slugs)):
+            raise ValueError("provider slugs must be unique")
+        team_ids = [t.id for t in self.teams]
+        if len(team_ids) != len(set(team_ids)):
+            raise ValueError("team ids must be unique")
+        hashes = [k.sha256 for t in self.teams for k in t.keys]
+        if len(hashes) != len(set(hashes)):
+            raise ValueError("a gateway key may belong to one team only")
+        return self
+
+    def provider(self, slug: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.slug == slug), None)
+
+    def team(self, team_id: str) -> TeamConfig | None:
+        return next((t for t in self.teams if t.id == team_id), None)
+
+
+class KeyRing:
+    """Looks a presented gateway key up by its hash. The dictionary lookup is on the hash of
+    the key, so its timing says nothing about the key; the final compare_digest keeps the
+    comparison constant-time all the same."""
+
+    def __init__(self, config: GatewayConfig):
+        self._by_hash: dict[str, tuple[TeamConfig, GatewayKey]] = {
+            key.sha256: (team, key) for team in config.teams for key in team.keys
+        }
+
+    def authenticate(self, presented: str | None) -> tuple[TeamConfig, GatewayKey] | None:
+        if not presented:
+            return None
+        digest = hash_key(presented)
+        found = self._by_hash.get(digest)
+        if found is None or not hmac.compare_digest(found[1].sha256, digest):
+            return None
+        return found
+
+
+def load_config(path: Path) -> GatewayConfig:
+    with path.open("rb") as file:
+        return GatewayConfig.model_validate(tomllib.load(file))
