@@ -43,6 +43,9 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = None
     """Environment variable holding the system credential for this provider."""
     timeout_seconds: float = 600.0
+    prices_as: str | None = None
+    """genai-prices provider id for this provider's traffic, when the slug is not one that
+    genai-prices knows (a self-hosted vLLM serving a public model, say)."""
 
     def system_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -68,8 +71,6 @@ class PriceOverride(_Strict):
     @model_validator(mode="after")
     def _one_kind(self) -> PriceOverride:
         custom = self.input_per_mtok is not None or self.output_per_mtok is not None
-        if (self.multiplier is None) == (not custom):
-            pass
         if self.multiplier is not None and custom:
             raise ValueError("a price override sets a multiplier or custom prices, not both")
         if self.multiplier is None and not custom:
@@ -120,6 +121,10 @@ class GatewayConfig(_Strict):
 
     def team(self, team_id: str) -> TeamConfig | None:
         return next((t for t in self.teams if t.id == team_id), None)
+
+    def price_aliases(self) -> dict[str, str]:
+        """Provider slug -> genai-prices provider id, where they differ."""
+        return {p.slug: p.prices_as for p in self.providers if p.prices_as}
 
 
 class KeyRing:

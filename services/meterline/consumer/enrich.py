@@ -1,0 +1,105 @@
+"""Step 2: price the event and turn it into a raw-table row.
+
+Prices come from a PriceSource at the time the request started (price history matters);
+the team's override applies to system credentials only; BYOK costs the team nothing."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from meterline.common.config import GatewayConfig
+from meterline.common.events import UsageEvent
+from meterline.common.pricing import (
+    ZERO,
+    PriceSource,
+    TokenCounts,
+    quantize_money,
+    team_cost,
+)
+
+# The raw table's columns, in the order rows are built; ``ingested_at`` is the table's
+# DEFAULT. tests/integration checks that every one exists in schemas/clickhouse.
+RAW_COLUMNS: Final = (
+    "event_id",
+    "team_id",
+    "api_key_name",
+    "api_surface",
+    "started_at",
+    "duration_ms",
+    "time_to_first_token_ms",
+    "user_id",
+    "tags",
+    "model_requested",
+    "model",
+    "provider",
+    "credential_type",
+    "streamed",
+    "status",
+    "http_status",
+    "finish_reason",
+    "error_type",
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "reasoning_tokens",
+    "market_cost",
+    "total_cost",
+    "price_known",
+    "price_source",
+    "raw_usage",
+)
+
+
+class Enricher:
+    def __init__(self, prices: PriceSource, config: GatewayConfig):
+        self._prices = prices
+        self._config = config
+
+    def row(self, event: UsageEvent) -> list[Any]:
+        tokens = TokenCounts(
+            input_tokens=event.input_tokens,
+            output_tokens=event.output_tokens,
+            cached_input_tokens=event.cached_input_tokens,
+            cache_creation_input_tokens=event.cache_creation_input_tokens,
+            cache_creation_1h_input_tokens=event.cache_creation_1h_input_tokens,
+            reasoning_tokens=event.reasoning_tokens,
+        )
+        market = self._prices.market_cost(event.provider, event.model, event.started_at, tokens)
+        team = self._config.team(event.team_id)
+        override = team.price_override(event.provider, event.model) if team else None
+        charged = team_cost(market, tokens, event.credential_type, override)
+        price_known = market is not None and charged is not None
+        source = self._prices.name if override is None else f"{self._prices.name} + override"
+        return [
+            event.event_id,
+            event.team_id,
+            event.api_key_name,
+            event.api_surface,
+            event.started_at,
+            event.duration_ms,
+            event.time_to_first_token_ms,
+            event.user_id or "",
+            sorted(set(event.tags)),
+            event.model_requested,
+            event.model,
+            event.provider,
+            event.credential_type,
+            event.streamed,
+            event.status,
+            event.http_status,
+            event.finish_reason or "",
+            event.error_type or "",
+            event.input_tokens,
+            event.output_tokens,
+            event.cached_input_tokens,
+            event.cache_creation_input_tokens,
+            event.cache_creation_1h_input_tokens,
+            event.reasoning_tokens,
+            quantize_money(market) if market is not None else ZERO,
+            quantize_money(charged) if charged is not None else ZERO,
+            price_known,
+            source if price_known else "unknown",
+            event.raw_usage,
+        ]

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from meterline.common.settings import CommonSettings
+
+
+class ConsumerSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="METERLINE_", extra="ignore")
+
+    consumer_group: str = "meterline-consumer"
+    max_batch_rows: int = Field(default=20_000, ge=1)
+    """A batch closes at this many rows..."""
+    max_batch_seconds: float = Field(default=1.0, gt=0)
+    """...or when its oldest row is this old, whichever comes first."""
+    insert_retry_max_seconds: float = Field(default=30.0, gt=0)
+    """Longest pause between two attempts at an insert that failed."""
+    dead_letter_breaker_ratio: float = Field(default=0.5, gt=0, le=1)
+    """Stop, rather than dead-letter everything, when more than this share fails..."""
+    dead_letter_breaker_min_messages: int = Field(default=1_000, ge=1)
+    """...over a window of at least this many messages."""

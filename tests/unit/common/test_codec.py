@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from meterline.common.codec import MARKER, DecodeError, UsageEventCodec, load_schemas
+from meterline.common.events import UsageEvent
+
+EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "schemas" / "examples").glob("*.json"))
+
+
+def _event(path: Path) -> UsageEvent:
+    record = json.loads(path.read_text())
+    record["started_at"] = datetime.fromisoformat(record["started_at"])
+    return UsageEvent.from_record(record)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_payload_round_trips_and_validates(path: Path) -> None:
+    codec = UsageEventCodec()
+    event = _event(path)
+    event.validate()
+    data = codec.encode(event)
+    assert data[:2] == MARKER
+    assert codec.decode(data) == event
+
+
+def test_there_are_awkward_examples() -> None:
+    assert len(EXAMPLES) >= 6
+
+
+def test_header_carries_the_crc64_avro_fingerprint_of_v1() -> None:
+    v1 = load_schemas()[0]
+    assert v1.version == 1
+    data = UsageEventCodec().encode(_event(EXAMPLES[0]))
+    assert data[2:10] == v1.fingerprint
+    # The fingerprint of the canonical form is fixed once v1 is released.
+    assert v1.fingerprint.hex() == "15d10fcf04a7cd73"
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "marker"),
+        (b"{\"json\": true}", "marker"),
+        (MARKER + b"\x00" * 8 + b"body", "unknown schema fingerprint"),
+    ],
+)
+def test_foreign_bytes_are_refused_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(DecodeError, match=reason):
+        UsageEventCodec().decode(data)
+
+
+def test_truncated_body_is_refused() -> None:
+    codec = UsageEventCodec()
+    data = codec.encode(_event(EXAMPLES[0]))
+    with pytest.raises(DecodeError):
+        codec.decode(data[:-5])
+
+
+def test_trailing_bytes_are_refused() -> None:
+    codec = UsageEventCodec()
+    data = codec.encode(_event(EXAMPLES[0]))
+    with pytest.raises(DecodeError, match="trailing"):
+        codec.decode(data + b"\x00")

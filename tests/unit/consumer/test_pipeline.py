@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from meterline.common.bus import InProcessBus
+from meterline.common.codec import UsageEventCodec
+from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
+from meterline.common.events import UsageEvent
+from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.consumer.dead_letter import CircuitOpen, MemoryDeadLetter
+from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.pipeline import Pipeline
+from meterline.consumer.settings import ConsumerSettings
+from meterline.consumer.source import BusSource
+from meterline.consumer.write import MemoryWriter
+
+RATES = PerMillionRates(
+    input=Decimal("2"),
+    output=Decimal("8"),
+    cache_read=Decimal("0.5"),
+    cache_write=Decimal("2.5"),
+    cache_write_1h=Decimal("4"),
+)
+CONFIG = GatewayConfig(
+    teams=[
+        TeamConfig(id="acme"),
+        TeamConfig(id="globex", price_overrides=[PriceOverride(multiplier=Decimal("0.5"))]),
+    ]
+)
+
+
+def event(**overrides: object) -> UsageEvent:
+    values: dict[str, object] = {
+        "event_id": UsageEvent.new_id(),
+        "team_id": "acme",
+        "api_key_name": "prod",
+        "api_surface": "chat_completions",
+        "started_at": datetime(2026, 3, 2, 9, tzinfo=UTC),
+        "duration_ms": 100,
+        "model_requested": "openai/gpt-x",
+        "model": "gpt-x",
+        "provider": "openai",
+        "credential_type": "system",
+        "streamed": False,
+        "status": "success",
+        "http_status": 200,
+        "input_tokens": 1_000_000,
+        "output_tokens": 1_000_000,
+        "cached_input_tokens": 500_000,
+    }
+    values.update(overrides)
+    return UsageEvent(**values)  # type: ignore[arg-type]
+
+
+def settings(**overrides: object) -> ConsumerSettings:
+    values: dict[str, object] = {"max_batch_rows": 3, "max_batch_seconds": 0.05}
+    values.update(overrides)
+    return ConsumerSettings(**values)  # type: ignore[arg-type]
+
+
+async def run_until_idle(pipeline: Pipeline) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(pipeline.idle.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+
+
+def build(bus: InProcessBus, writer: MemoryWriter, dlq: MemoryDeadLetter, **kw: object) -> Pipeline:
+    return Pipeline(
+        source=BusSource(bus),
+        codec=UsageEventCodec(),
+        enricher=Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG),
+        writer=writer,
+        dead_letter=dlq,
+        settings=settings(**kw),
+    )
+
+
+def column(row: list[object], name: str) -> object:
+    return row[RAW_COLUMNS.index(name)]
+
+
+async def test_events_are_priced_batched_and_written() -> None:
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    codec = UsageEventCodec()
+    sent = [
+        event(),
+        event(credential_type="byok"),
+        event(team_id="globex"),
+        event(model="unknown-model"),
+        event(tags=["b", "a", "b"], user_id=None),
+    ]
+    for e in sent:
+        bus.publish_nowait(e.team_id.encode(), codec.encode(e))
+    await run_until_idle(build(bus, writer, dlq))
+
+    rows = {column(r, "event_id"): r for r in writer.rows}
+    assert len(rows) == len(sent)
+    # 0.5M uncached * 2 + 0.5M cached * 0.5 + 1M output * 8 = 9.25
+    system, byok, globex, unknown, tagged = (rows[e.event_id] for e in sent)
+    assert column(system, "market_cost") == Decimal("9.25")
+    assert column(system, "total_cost") == Decimal("9.25")
+    assert column(byok, "market_cost") == Decimal("9.25")
+    assert column(byok, "total_cost") == 0
+    assert column(globex, "total_cost") == Decimal("4.625")
+    assert column(unknown, "price_known") is False
+    assert column(unknown, "price_source") == "unknown"
+    assert column(tagged, "tags") == ["a", "b"]
+    assert column(tagged, "user_id") == ""
+    # Batches close at 3 rows: offsets 0-2 then 3-4.
+    assert sorted(writer.batches) == ["usage-events/0/0-2", "usage-events/0/3-4"]
+
+
+async def test_poison_messages_go_to_the_dead_letter_sink_and_the_stream_goes_on() -> None:
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    codec = UsageEventCodec()
+    good = event()
+    bus.publish_nowait(None, b"not avro at all")
+    bus.publish_nowait(None, codec.encode(event(input_tokens=10, cached_input_tokens=20)))
+    bus.publish_nowait(None, codec.encode(good))
+    await run_until_idle(build(bus, writer, dlq, dead_letter_breaker_min_messages=100))
+    assert [column(r, "event_id") for r in writer.rows] == [good.event_id]
+    reasons = [r.reason for r in dlq.rejected]
+    assert reasons[0].startswith("undecodable")
+    assert "exceed input_tokens" in reasons[1]
+    assert dlq.rejected[0].message.value == b"not avro at all"
+
+
+async def test_failed_inserts_are_retried_not_skipped() -> None:
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    writer.fail_next = 3
+    e = event()
+    bus.publish_nowait(None, UsageEventCodec().encode(e))
+    pipeline = build(bus, writer, dlq)
+    await run_until_idle(pipeline)
+    assert [column(r, "event_id") for r in writer.rows] == [e.event_id]
+    assert pipeline.stats.insert_failures == 3
+
+
+async def test_circuit_breaker_stops_when_most_messages_fail() -> None:
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    for _ in range(20):
+        bus.publish_nowait(None, b"garbage")
+    pipeline = build(bus, writer, dlq, dead_letter_breaker_min_messages=10)
+    with pytest.raises(CircuitOpen, match="of the last 10 messages failed"):
+        await asyncio.wait_for(pipeline.run(asyncio.Event()), 5)
