@@ -134,7 +134,9 @@ class UsageEvent:
             if not getattr(self, name):
                 raise EventValidationError(f"{name} is empty")
         if self.api_surface not in API_SURFACES:
-            raise EventValidationError(f"api_surface {self.api_surface!r} is not one of {sorted(API_SURFACES)}")
+            raise EventValidationError(
+                f"api_surface {self.api_surface!r} is not one of {sorted(API_SURFACES)}"
+            )
         if self.credential_type not in CREDENTIAL_TYPES:
             raise EventValidationError(
                 f"credential_type {self.credential_type!r} is not one of {sorted(CREDENTIAL_TYPES)}"
@@ -168,6 +170,8 @@ class UsageEvent:
             raise EventValidationError(f"more than {MAX_TAGS} tags")
         for tag in self.tags:
             if not 1 <= len(tag) <= MAX_TAG_LENGTH:
-                raise EventValidationError(f"tag {tag[:80]!r} is not 1..{MAX_TAG_LENGTH} characters")
+                raise EventValidationError(
+                    f"tag {tag[:80]!r} is not 1..{MAX_TAG_LENGTH} characters"
+                )
         if self.user_id is not None and len(self.user_id) > MAX_USER_LENGTH:
             raise EventValidationError(f"user_id is longer than {MAX_USER_LENGTH} characters")

@@ -24,7 +24,9 @@ class CommonSettings(BaseSettings):
     clickhouse_database: str = "meterline"
     kafka_bootstrap_servers: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "METERLINE_KAFKA_BOOTSTRAP_SERVERS"),
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "METERLINE_KAFKA_BOOTSTRAP_SERVERS"
+        ),
     )
     """Unset: the in-process bus (all-in-one only)."""
     usage_topic: str = "usage-events"
