@@ -47,9 +47,12 @@ class InProcessBus:
     async def get_batch(self, max_messages: int, timeout: float) -> list[BusMessage]:
         """Up to ``max_messages``, waiting at most ``timeout`` seconds for the first one."""
         try:
-            first = await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return []
+            first = self._queue.get_nowait()
+        except asyncio.QueueEmpty:
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout)
+            except TimeoutError:
+                return []
         batch = [first]
         while len(batch) < max_messages:
             try:

@@ -86,6 +86,12 @@ class Pipeline:
                 await self._flush(only_ready=True)
                 if not self._open:
                     self.idle.set()
+            # Stopping: take what the source already holds, without waiting for more, so an
+            # in-process bus hands over everything the ingress published before it stopped.
+            while messages := await self._source.poll(self._settings.max_batch_rows, 0):
+                for message in messages:
+                    await self._accept(message)
+                await self._flush(only_ready=True)
             await self._flush(only_ready=False)
         finally:
             await self._source.stop()

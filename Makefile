@@ -1,0 +1,53 @@
+# Meterline: `make` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := bash
+UV ?= python3 -m uv
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	$(UV) sync --frozen
+	@touch $@
+
+.PHONY: install
+install: .venv/.installed ## install Python 3.11+ dependencies from uv.lock into .venv
+
+.PHONY: run
+run: install ## run the embedded default (ingress + consumer + query on :8080, chDB in ./var)
+	$(UV) run meterline init --config meterline.toml
+	METERLINE_CONFIG_FILE=meterline.toml $(UV) run meterline all-in-one
+
+.PHONY: demo
+demo: install ## a few hundred requests through the embedded default, report printed and checked
+	$(UV) run meterline demo
+
+.PHONY: test
+test: install ## the test suite: unit, real Kafka broker, embedded ClickHouse, end to end
+	@status=0; $(UV) run pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
+
+.PHONY: kafka
+kafka: install ## fetch Apache Kafka from Maven Central (cached in .cache/kafka) and run a broker on :9092
+	$(UV) run python -m tests.support.kafka_broker --port 9092
+
+.PHONY: lint
+lint: install ## ruff lint and format check
+	$(UV) run ruff check services tests
+	$(UV) run ruff format --check services tests
+
+.PHONY: format
+format: install ## ruff format and autofix
+	$(UV) run ruff format services tests
+	$(UV) run ruff check --fix services tests
+
+.PHONY: typecheck
+typecheck: install ## mypy --strict
+	$(UV) run mypy
+
+.PHONY: bench
+bench: install ## benchmarks (see BENCHMARKS.md)
+	$(UV) run python -m bench.run
