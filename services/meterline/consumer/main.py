@@ -11,6 +11,7 @@ from meterline.common.codec import UsageEventCodec
 from meterline.common.config import load_config
 from meterline.common.migrations import migrate
 from meterline.common.pricing import GenaiPrices
+from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import KafkaDeadLetter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
@@ -36,6 +37,7 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
             enricher=Enricher(GenaiPrices(config.price_aliases()), config),
             writer=ClickHouseWriter(client),
             dead_letter=dead_letter,
+            batch_log=ClickHouseBatchLog(client, settings.consumer_group),
             settings=settings,
         )
         await pipeline.run(stop)

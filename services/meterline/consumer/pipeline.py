@@ -4,22 +4,28 @@ Steps, in order, for every message:
 
 1. ``source``      poll a batch of messages (Kafka consumer group, or the in-process bus)
 2. ``decode``      Avro single-object bytes -> validated UsageEvent, or a rejection
+   ``dedupe``      drop an event id seen recently (a producer-side repeat)
 3. ``enrich``      price it (market cost, team cost, credential type) -> raw-table row
 4. ``batch``       gather rows per partition until ``max_batch_rows`` or ``max_batch_seconds``
+                   (or, re-reading after a crash, exactly where the batch log says)
 5. ``dead_letter`` rejected messages -> dead-letter topic, with a circuit breaker
-6. ``write``       insert the batch into ClickHouse with its deduplication token
-7. commit          the batch's offsets, only after the insert returned
+6. ``batch_log``   record the batch's offset range, before the insert
+7. ``write``       insert the batch into ClickHouse with its deduplication token
+8. commit          the batch's offsets, only after the insert returned
 
 Delivery guarantee: at-least-once from Kafka, each event counted once in the rollups.
 What a crash between two steps leads to:
 
-- before the insert (steps 1-5): nothing was committed; the messages are read again.
-- during or after the insert, before the commit: the batch is read again and inserted
-  again with the same deduplication token (topic/partition/first-last offset), which
-  ClickHouse drops from the raw table and every rollup. This holds while the re-read
-  batch has the same boundaries; a batch cut differently after a restart is the open
-  problem that recording batch ranges before the insert solves.
+- before the batch log (steps 1-5): nothing was committed or written; the messages are
+  read again and batched afresh.
+- after the batch log, before or during the insert: the messages are read again, cut at
+  the recorded range, and inserted with the token of that range (for the first time, or
+  dropped as a repeat if the insert had gone through).
+- after the insert, before the commit: the same; ClickHouse drops the repeated block from
+  the raw table and every rollup (``deduplicate_blocks_in_dependent_materialized_views``).
 - after the commit: nothing is read again.
+- producer-side repeats (the ingress re-sending an event it was not sure Kafka had) carry
+  the same event id at other offsets: the enrich step drops ids it has seen recently.
 - dead letters are flushed before the commit, so a rejected message is never lost.
 """
 
@@ -27,13 +33,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from meterline.common.bus import BusMessage
 from meterline.common.codec import UsageEventCodec
 from meterline.consumer.batch import Batch
+from meterline.consumer.batch_log import BatchLog
 from meterline.consumer.dead_letter import CircuitBreaker, DeadLetterSink
 from meterline.consumer.decode import Rejected, decode
+from meterline.consumer.dedupe import RecentIds
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import MessageSource
@@ -48,6 +58,7 @@ class ConsumerStats:
     events_rejected: int = 0
     batches_written: int = 0
     insert_failures: int = 0
+    duplicates_dropped: int = 0
 
 
 class Pipeline:
@@ -58,6 +69,7 @@ class Pipeline:
         enricher: Enricher,
         writer: Writer,
         dead_letter: DeadLetterSink,
+        batch_log: BatchLog,
         settings: ConsumerSettings,
     ):
         self._source = source
@@ -65,11 +77,15 @@ class Pipeline:
         self._enricher = enricher
         self._writer = writer
         self._dead_letter = dead_letter
+        self._batch_log = batch_log
         self._settings = settings
         self._breaker = CircuitBreaker(
             settings.dead_letter_breaker_ratio, settings.dead_letter_breaker_min_messages
         )
         self._open: dict[tuple[str, int], Batch] = {}
+        self._planned: dict[tuple[str, int], dict[int, int]] = {}
+        self._next_offset: dict[tuple[str, int], int] = {}
+        self._recent_ids = RecentIds(settings.dedupe_window_events)
         self.stats = ConsumerStats()
         self.idle = asyncio.Event()
         """Set while no batch is open: everything read so far is written and committed."""
@@ -100,22 +116,44 @@ class Pipeline:
         self.idle.clear()
         key = (message.topic, message.partition)
         batch = self._open.get(key)
+        if batch is not None and not batch.admits(message.offset):
+            await self._write_and_commit(self._open.pop(key))
+            batch = None
         if batch is None:
-            batch = self._open[key] = Batch(message.topic, message.partition, message.offset)
+            batch = self._open[key] = await self._open_batch(message)
+        self._next_offset[key] = message.offset + 1
+        event_id, row = await self._row(message, batch)
+        batch.add(message.offset, event_id, row)
+        if batch.is_full(self._settings.max_batch_rows):
+            await self._write_and_commit(self._open.pop(key))
+
+    async def _row(self, message: BusMessage, batch: Batch) -> tuple[str | None, list[Any] | None]:
+        """The message's event id and row; no row when it was dead-lettered or is a repeat."""
         result = decode(self._codec, message)
         if isinstance(result, Rejected):
             await self._reject(result)
-            batch.add(message.offset, None)
-            return
+            return None, None
+        self._breaker.record(False)
+        if result.event_id in self._recent_ids or batch.holds(result.event_id):
+            self.stats.duplicates_dropped += 1
+            return result.event_id, None
         try:
-            row = self._enricher.row(result)
+            return result.event_id, self._enricher.row(result)
         except Exception as error:  # a pricing bug must not stop the stream: dead-letter it
             log.exception("enriching event %s failed", result.event_id)
             await self._reject(Rejected(message, f"enrich failed: {error}"))
-            batch.add(message.offset, None)
-            return
-        self._breaker.record(False)
-        batch.add(message.offset, row)
+            return None, None
+
+    async def _open_batch(self, message: BusMessage) -> Batch:
+        key = (message.topic, message.partition)
+        if self._next_offset.get(key) != message.offset:
+            # First message of a partition, or a jump (restart, rebalance, seek): ask the
+            # batch log which ranges were recorded from here on, possibly by another member.
+            self._planned[key] = await self._batch_log.recorded(
+                message.topic, message.partition, message.offset
+            )
+        planned_last = self._planned.get(key, {}).get(message.offset)
+        return Batch(message.topic, message.partition, message.offset, planned_last=planned_last)
 
     async def _reject(self, rejected: Rejected) -> None:
         self.stats.events_rejected += 1
@@ -140,10 +178,25 @@ class Pipeline:
 
     async def _write_and_commit(self, batch: Batch) -> None:
         await self._dead_letter.flush()
+        if batch.planned_last is None:
+            await self._retry(
+                batch,
+                lambda: self._batch_log.record(
+                    batch.topic, batch.partition, batch.first_offset, batch.last_offset
+                ),
+            )
+        await self._retry(batch, lambda: self._writer.insert(batch.rows, batch.deduplication_token))
+        self._recent_ids.remember(batch.event_ids)
+        await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
+        self.stats.batches_written += 1
+        self.stats.events_written += len(batch.rows)
+
+    async def _retry(self, batch: Batch, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Retry a warehouse write with backoff until it succeeds."""
         delay = 0.1
         while True:
             try:
-                await self._writer.insert(batch.rows, batch.deduplication_token)
+                await attempt()
                 break
             except Exception as error:
                 # Keep the batch and retry: committing past rows that are not written
@@ -159,6 +212,3 @@ class Pipeline:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.insert_retry_max_seconds)
         self._source.resume()
-        await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
-        self.stats.batches_written += 1
-        self.stats.events_written += len(batch.rows)

@@ -14,6 +14,8 @@ class ConsumerSettings(CommonSettings):
     """A batch closes at this many rows..."""
     max_batch_seconds: float = Field(default=1.0, gt=0)
     """...or when its oldest row is this old, whichever comes first."""
+    dedupe_window_events: int = Field(default=1_000_000, ge=0)
+    """How many recent event ids the consumer remembers to drop producer-side repeats."""
     insert_retry_max_seconds: float = Field(default=30.0, gt=0)
     """Longest pause between two attempts at an insert that failed."""
     dead_letter_breaker_ratio: float = Field(default=0.5, gt=0, le=1)

@@ -11,6 +11,7 @@ from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.consumer.batch_log import MemoryBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, MemoryDeadLetter
 from meterline.consumer.enrich import RAW_COLUMNS, Enricher
 from meterline.consumer.pipeline import Pipeline
@@ -71,13 +72,20 @@ async def run_until_idle(pipeline: Pipeline) -> None:
     await asyncio.wait_for(task, 5)
 
 
-def build(bus: InProcessBus, writer: MemoryWriter, dlq: MemoryDeadLetter, **kw: object) -> Pipeline:
+def build(
+    bus: InProcessBus,
+    writer: MemoryWriter,
+    dlq: MemoryDeadLetter,
+    log: MemoryBatchLog | None = None,
+    **kw: object,
+) -> Pipeline:
     return Pipeline(
         source=BusSource(bus),
         codec=UsageEventCodec(),
         enricher=Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG),
         writer=writer,
         dead_letter=dlq,
+        batch_log=log or MemoryBatchLog(),
         settings=settings(**kw),
     )
 
@@ -150,3 +158,36 @@ async def test_circuit_breaker_stops_when_most_messages_fail() -> None:
     pipeline = build(bus, writer, dlq, dead_letter_breaker_min_messages=10)
     with pytest.raises(CircuitOpen, match="of the last 10 messages failed"):
         await asyncio.wait_for(pipeline.run(asyncio.Event()), 5)
+
+
+async def test_repeated_event_ids_count_once() -> None:
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    codec = UsageEventCodec()
+    first, second = event(), event()
+    for e in (first, first, second, first, second):
+        bus.publish_nowait(None, codec.encode(e))
+    pipeline = build(bus, writer, dlq)
+    await run_until_idle(pipeline)
+    assert sorted(column(r, "event_id") for r in writer.rows) == sorted(
+        [first.event_id, second.event_id]
+    )
+    assert pipeline.stats.duplicates_dropped == 3
+
+
+async def test_a_batch_read_again_after_a_crash_is_cut_where_it_was_recorded() -> None:
+    """The first run recorded batch 0-4 and crashed before inserting it. The second run has
+    a smaller batch size but must still cut 0-4, so the token matches a possible earlier
+    insert, and then go on cutting by size."""
+    codec = UsageEventCodec()
+    log = MemoryBatchLog()
+    await log.record("usage-events", 0, 0, 4)
+    bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    for _ in range(8):
+        bus.publish_nowait(None, codec.encode(event()))
+    await run_until_idle(build(bus, writer, dlq, log, max_batch_rows=2))
+    assert list(writer.batches) == [
+        "usage-events/0/0-4",
+        "usage-events/0/5-6",
+        "usage-events/0/7-7",
+    ]
+    assert log.batches[("usage-events", 0)] == {0: 4, 5: 6, 7: 7}
