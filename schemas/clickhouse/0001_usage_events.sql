@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS usage_events
     price_known                    Bool COMMENT 'false: no price for this model yet, costs are 0 until re-priced',
     price_source                   LowCardinality(String),
     raw_usage                      String CODEC(ZSTD(3)) COMMENT 'the provider usage object, to re-price later',
-    ingested_at                    DateTime64(3, 'UTC') DEFAULT now64(3)
+    ingested_at                    DateTime64(3, 'UTC') DEFAULT now64(3),
+    -- GET /v1/generation looks one event up by id within a team's rows.
+    INDEX event_id_bloom event_id TYPE bloom_filter GRANULARITY 4
 )
 ENGINE = MergeTree
 -- By month: few, large partitions; a range of months can be dropped or rebuilt at once.
