@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from meterline.common.codec import MARKER, DecodeError, UsageEventCodec, load_schemas
+from meterline.common.codec import MARKER, DecodeError, UsageEventCodec, load_schemas, schema_dir
 from meterline.common.events import UsageEvent
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "schemas" / "examples").glob("*.json"))
@@ -45,7 +45,7 @@ def test_header_carries_the_crc64_avro_fingerprint_of_v1() -> None:
     ("data", "reason"),
     [
         (b"", "marker"),
-        (b"{\"json\": true}", "marker"),
+        (b'{"json": true}', "marker"),
         (MARKER + b"\x00" * 8 + b"body", "unknown schema fingerprint"),
     ],
 )
@@ -66,3 +66,31 @@ def test_trailing_bytes_are_refused() -> None:
     data = codec.encode(_event(EXAMPLES[0]))
     with pytest.raises(DecodeError, match="trailing"):
         codec.decode(data + b"\x00")
+
+
+def test_a_v2_schema_with_an_added_field_is_read_alongside_v1(tmp_path: Path) -> None:
+    """Avro evolution: a newer producer adds a field with a default; a consumer that knows
+    both versions reads old and new messages, and a consumer that knows only v1 refuses
+    the v2 fingerprint (instead of misreading it)."""
+    source = schema_dir() / "usage_event.v1.avsc"
+    (tmp_path / "usage_event.v1.avsc").write_text(source.read_text())
+    v2 = json.loads(source.read_text())
+    v2["fields"].append({"name": "region", "type": "string", "default": "unknown"})
+    (tmp_path / "usage_event.v2.avsc").write_text(json.dumps(v2))
+
+    both = load_schemas(tmp_path)
+    v1_writer = UsageEventCodec(both, writer_version=1)
+    v2_writer = UsageEventCodec(both, writer_version=2)
+    reader = UsageEventCodec(both)
+    event = _event(EXAMPLES[0])
+
+    old = v1_writer.encode(event)
+    record = event.to_record() | {"region": "eu-west"}
+    new = v2_writer.encode_record(record)
+    assert old[2:10] != new[2:10]
+    assert reader.decode_record(old)["region"] == "unknown"
+    assert reader.decode_record(new)["region"] == "eu-west"
+    assert reader.decode(new) == event
+
+    with pytest.raises(DecodeError, match="unknown schema fingerprint"):
+        UsageEventCodec(load_schemas()).decode(new)
