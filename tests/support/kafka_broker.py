@@ -12,28 +12,34 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 REPO = Path(__file__).resolve().parents[2]
 POM = REPO / "deploy" / "kafka" / "pom.xml"
 DEFAULT_CACHE = REPO / ".cache" / "kafka"
 
+# BrokerServer logs this once it is registered with the controller, caught up on metadata and
+# unfenced: from then on clients get a leader for new partitions. The port alone opens earlier.
+READY_LINE = "Transition from STARTING to STARTED"
+
+# Root at WARN keeps the file small; BrokerServer stays at INFO only for READY_LINE.
 LOG4J2 = """\
 <?xml version="1.0" encoding="UTF-8"?>
 <Configuration status="WARN">
   <Appenders><Console name="out" target="SYSTEM_OUT">
     <PatternLayout pattern="[%d] %p %m (%c)%n"/></Console></Appenders>
   <Loggers>
-    <Logger name="kafka.server.KafkaServer" level="INFO"/>
     <Logger name="kafka.server.BrokerServer" level="INFO"/>
     <Root level="WARN"><AppenderRef ref="out"/></Root>
   </Loggers>
@@ -42,27 +48,51 @@ LOG4J2 = """\
 
 
 def ensure_kafka_jars(cache_dir: Path = DEFAULT_CACHE) -> Path:
-    """The broker's classpath folder, fetched with Maven on first use. A marker file is
-    written last, so a fetch cut short is done again rather than trusted."""
+    """The broker's classpath folder (``cache_dir/lib``), fetched with Maven on first use.
+
+    The marker holds the pom it was fetched for, so bumping the Kafka version refetches, and it
+    is written last, so a fetch cut short is redone rather than trusted. Fetching goes to a side
+    folder that is swapped in whole, under a lock, so parallel test workers never see half a
+    classpath."""
     lib = cache_dir / "lib"
     marker = cache_dir / ".complete"
-    if marker.exists() and any(lib.glob("kafka_2.13-*.jar")):
+    pom = POM.read_text()
+
+    def fetched() -> bool:
+        return marker.is_file() and marker.read_text() == pom and any(lib.glob("kafka_2.13-*.jar"))
+
+    if fetched():
         return lib
-    shutil.rmtree(lib, ignore_errors=True)
-    lib.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(POM),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={lib}",
-        ],
-        check=True,
-    )
-    marker.write_text(POM.read_text())
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with (cache_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if fetched():
+            return lib
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise RuntimeError("Maven (mvn) is needed once to fetch the Kafka jars; install it")
+        partial = cache_dir / "lib.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        marker.unlink(missing_ok=True)
+        fetch = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={partial}",
+            ],
+            # Captured: even with -q, Maven's console prints stray ANSI reset codes.
+            capture_output=True,
+            text=True,
+        )
+        if fetch.returncode != 0:
+            raise RuntimeError(f"mvn could not fetch the Kafka jars:\n{fetch.stdout}{fetch.stderr}")
+        shutil.rmtree(lib, ignore_errors=True)
+        partial.rename(lib)
+        marker.write_text(pom)
     return lib
 
 
@@ -73,16 +103,28 @@ def _free_port() -> int:
         return port
 
 
+def _cluster_id() -> str:
+    # Kafka's own format: a random UUID as 22 characters of unpadded URL-safe base64.
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
 class LocalKafkaBroker:
     """A broker in a temporary data directory on loopback ports.
 
-    ``kill()`` then ``start()`` restarts it on the same ports with the same data, for
-    fault-injection tests; ``stop()`` ends it and removes the data."""
+    ``kill()`` (a crash) or ``restart()`` (a clean stop), then ``start()``, brings it back on
+    the same ports with the same data, for fault-injection tests. ``stop()`` ends it and
+    removes the data; a later ``start()`` begins with an empty cluster."""
 
-    def __init__(self, port: int | None = None, cache_dir: Path = DEFAULT_CACHE):
+    def __init__(
+        self,
+        port: int | None = None,
+        cache_dir: Path = DEFAULT_CACHE,
+        heap: str = "512m",
+    ) -> None:
         self.port = port or _free_port()
         self.controller_port = _free_port()
         self._cache_dir = cache_dir
+        self._heap = heap
         self._dir = Path(tempfile.mkdtemp(prefix="meterline-kafka-"))
         self._process: subprocess.Popen[bytes] | None = None
         self._formatted = False
@@ -92,13 +134,23 @@ class LocalKafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def data_dir(self) -> Path:
+        return self._dir
+
+    @property
     def log_file(self) -> Path:
         return self._dir / "broker.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
 
     def _write_config(self) -> Path:
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
+            # Static voters rather than a dynamic quorum: one node never changes membership,
+            # and it needs no --standalone bookkeeping when the same storage is restarted.
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
             f"CONTROLLER://127.0.0.1:{self.controller_port}",
@@ -110,13 +162,18 @@ class LocalKafkaBroker:
             "num.partitions": "4",
             "auto.create.topics.enable": "true",
             "offsets.topic.replication.factor": "1",
+            # Fewer __consumer_offsets partitions than the default 50: a noticeably faster
+            # first group join, and tests never have enough groups to need more.
             "offsets.topic.num.partitions": "4",
             "transaction.state.log.replication.factor": "1",
             "transaction.state.log.min.isr": "1",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "log.flush.interval.messages": "9223372036854775807",
+            # After a kill() the controller refuses the new incarnation of node 1 until the old
+            # one's session expires (default 9 s); a short session keeps crash tests quick.
+            "broker.session.timeout.ms": "3000",
+            "broker.heartbeat.interval.ms": "500",
         }
         path = self._dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
@@ -126,8 +183,9 @@ class LocalKafkaBroker:
     def _java(self, lib: Path, *args: str) -> list[str]:
         return [
             "java",
-            "-Xms256m",
-            "-Xmx512m",
+            f"-Xmx{self._heap}",
+            # A short-lived single-node broker gains nothing from G1 or the C2 compiler, and
+            # both cost start-up time.
             "-XX:+UseSerialGC",
             "-XX:TieredStopAtLevel=1",
             "-Djava.awt.headless=true",
@@ -137,60 +195,94 @@ class LocalKafkaBroker:
             *args,
         ]
 
+    def _log_tail(self, since: int = 0, chars: int = 4000) -> str:
+        try:
+            with self.log_file.open("rb") as log:
+                log.seek(since)
+                return log.read().decode(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
     def start(self, timeout: float = 90) -> None:
+        """Start the broker (formatting the storage the first time) and wait until it serves."""
+        if self.running:
+            return
         lib = ensure_kafka_jars(self._cache_dir)
+        self._dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         if not self._formatted:
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(
+            formatted = subprocess.run(
                 self._java(
-                    lib, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)
+                    lib, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config)
                 ),
-                check=True,
                 capture_output=True,
+                text=True,
             )
+            if formatted.returncode != 0:
+                raise RuntimeError(
+                    f"kafka-storage format failed:\n{formatted.stdout}\n{formatted.stderr}"
+                )
             self._formatted = True
+        # On a restart the log already holds the previous run's READY_LINE; only look past it.
+        log_start = self.log_file.stat().st_size if self.log_file.exists() else 0
         with self.log_file.open("ab") as log:
             self._process = subprocess.Popen(
-                self._java(lib, "kafka.Kafka", str(config)), stdout=log, stderr=log
+                self._java(lib, "kafka.Kafka", str(config)),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
-        self._wait_ready(timeout)
+        try:
+            self._wait_ready(timeout, log_start)
+        except BaseException:
+            self.kill()
+            raise
 
-    def _wait_ready(self, timeout: float) -> None:
+    def _wait_ready(self, timeout: float, log_start: int) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
-                raise RuntimeError(f"Kafka exited early:\n{self.log_file.read_text()[-4000:]}")
-            # The broker logs this line once it is registered, unfenced and serving clients.
-            if "Transition from STARTING to STARTED" in self.log_file.read_text():
+                raise RuntimeError(
+                    f"Kafka exited with {self._process.returncode} while starting; "
+                    f"{self.log_file}:\n{self._log_tail(log_start)}"
+                )
+            if READY_LINE in self._log_tail(log_start, chars=1 << 20):
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                         return
                 except OSError:
                     pass
-            time.sleep(0.2)
+            time.sleep(0.1)
         raise RuntimeError(
-            f"Kafka did not start in {timeout}s:\n{self.log_file.read_text()[-4000:]}"
+            f"Kafka did not start within {timeout}s; {self.log_file}:\n{self._log_tail(log_start)}"
         )
+
+    def _end(self, sig: signal.Signals, grace: float) -> None:
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def kill(self) -> None:
         """SIGKILL, keeping the data: a crash, for fault-injection tests."""
-        if self._process is not None:
-            self._process.kill()
-            self._process.wait()
-            self._process = None
+        self._end(signal.SIGKILL, grace=10)
+
+    def restart(self, timeout: float = 90) -> None:
+        """A clean shutdown and start again on the same ports with the same data."""
+        self._end(signal.SIGTERM, grace=30)
+        self.start(timeout)
 
     def stop(self) -> None:
-        if self._process is not None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        """SIGTERM (SIGKILL after 30 s) and remove the data directory."""
+        self._end(signal.SIGTERM, grace=30)
         shutil.rmtree(self._dir, ignore_errors=True)
+        self._formatted = False
 
     def __enter__(self) -> LocalKafkaBroker:
         self.start()
@@ -206,7 +298,8 @@ class LocalKafkaBroker:
 
 
 def kafka_bootstrap_from_env_or_start() -> tuple[str, LocalKafkaBroker | None]:
-    """The cluster named by KAFKA_BOOTSTRAP_SERVERS, or a fresh local broker."""
+    """The cluster named by KAFKA_BOOTSTRAP_SERVERS (and None), or a fresh local broker's
+    address and the broker, which the caller must ``stop()``."""
     existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if existing:
         return existing, None
@@ -215,33 +308,55 @@ def kafka_bootstrap_from_env_or_start() -> tuple[str, LocalKafkaBroker | None]:
     return broker.bootstrap_servers, broker
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="python -m tests.support.kafka_broker",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("action", nargs="?", choices=["run", "fetch"], default="run")
     parser.add_argument("--port", type=int, default=9092)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.action == "fetch":
-        print(ensure_kafka_jars())
-        return
-    broker = LocalKafkaBroker(port=args.port)
-    stop = False
+        started = time.monotonic()
+        lib = ensure_kafka_jars()
+        print(f"Kafka jars in {lib} ({time.monotonic() - started:.1f}s)")
+        return 0
 
-    def on_signal(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
+    stopping = False
 
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    # Handlers go in before start() so a Ctrl-C during start-up still removes the data dir.
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    broker.start()
-    print(f"Kafka broker on {broker.bootstrap_servers} (Ctrl-C stops it)", flush=True)
+    broker = LocalKafkaBroker(port=args.port)
     try:
-        while not stop:
+        started = time.monotonic()
+        try:
+            broker.start()
+        except RuntimeError:
+            # Ctrl-C reaches the JVM too (same process group), which then exits mid-start.
+            if stopping:
+                return 130
+            raise
+        print(
+            f"Kafka broker on {broker.bootstrap_servers} "
+            f"(ready in {time.monotonic() - started:.1f}s, log {broker.log_file}); "
+            "Ctrl-C stops it",
+            flush=True,
+        )
+        while not stopping:
+            if not broker.running:
+                print(f"Kafka exited unexpectedly:\n{broker._log_tail()}", file=sys.stderr)
+                return 1
             time.sleep(0.5)
     finally:
         broker.stop()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
