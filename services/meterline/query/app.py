@@ -1,0 +1,71 @@
+"""The query service app: ``GET /v1/report``, ``GET /v1/generation``, ``/healthz`` and
+``/readyz``. Its ClickHouse clients are opened in the lifespan and closed there.
+
+Run it with ``meterline query`` (``--host``/``--port``; settings from METERLINE_* and
+METERLINE_QUERY_*), or inside ``meterline all-in-one``."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+from meterline.common.clickhouse import connect
+from meterline.common.config import GatewayConfig, KeyRing, load_config
+from meterline.query.cursor import CursorSigner
+from meterline.query.errors import install_error_handlers
+from meterline.query.routes import generation, report
+from meterline.query.settings import QuerySettings
+from meterline.query.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: QuerySettings,
+    client_factory: Callable[[], Client] | None = None,
+    config: GatewayConfig | None = None,
+) -> FastAPI:
+    if config is None:
+        config = (
+            load_config(settings.config_file) if settings.config_file.is_file() else GatewayConfig()
+        )
+    factory = client_factory or partial(
+        connect, settings.resolved_clickhouse_url(), settings.clickhouse_database
+    )
+    warehouse = Warehouse(factory, settings.clickhouse_pool_size, settings.query_timeout_seconds)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await warehouse.start()
+        try:
+            yield
+        finally:
+            await warehouse.close()
+
+    app = FastAPI(title="Meterline query service", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.key_ring = KeyRing(config)
+    app.state.warehouse = warehouse
+    secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
+    app.state.cursors = CursorSigner(secret or secrets.token_bytes(32))
+    install_error_handlers(app)
+    app.include_router(report.router)
+    app.include_router(generation.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        await warehouse.ping()  # 503 through the error handlers when unreachable
+        return JSONResponse({"status": "ok"})
+
+    return app

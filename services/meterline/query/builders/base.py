@@ -1,0 +1,237 @@
+"""What the report builders share: where a report reads from (:func:`choose_source`), the
+team and range and filter predicates, the metric sums, the row order and the page.
+
+Where a report reads from
+-------------------------
+Reports never scan raw events when a rollup answers exactly:
+
+- ``usage_daily`` (and ``usage_by_tag_daily`` for tags) hold UTC days, so they answer when
+  the report's time zone is at UTC+0 for the whole range and no hour is asked for;
+- ``usage_hourly`` (and ``usage_by_tag_hourly``) answer any zone whose offset stays a whole
+  number of hours over the range: every local midnight is then a UTC hour boundary, so day,
+  week and month boundaries in that zone are exact;
+- zones with a fractional offset somewhere in the range (Asia/Kolkata +05:30,
+  Asia/Kathmandu +05:45, Australia/Adelaide, America/St_Johns, ...) read ``usage_events``,
+  the raw table: exact, but slower, since it scans the team's events for the range.
+
+The per-tag tables keep neither the user nor the request's other tags, so a tag report that
+groups or filters on the user, or filters on tags, reads ``usage_daily`` or ``usage_hourly``
+and expands each row's full tag set with ARRAY JOIN instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Any, Final, Literal
+from zoneinfo import ZoneInfo
+
+from meterline.query.report_query import METRICS, ReportQuery
+
+Grain = Literal["day", "hour", "event"]
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltQuery:
+    sql: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    table: str
+    grain: Grain
+    per_tag: bool = False
+    """A row per tag (column ``tag``) rather than the request's tag set (``tags``)."""
+
+    @property
+    def time_column(self) -> str:
+        return {"day": "day", "hour": "hour", "event": "started_at"}[self.grain]
+
+
+USAGE_DAILY: Final = Source("usage_daily", "day")
+USAGE_HOURLY: Final = Source("usage_hourly", "hour")
+USAGE_EVENTS: Final = Source("usage_events", "event")
+TAG_DAILY: Final = Source("usage_by_tag_daily", "day", per_tag=True)
+TAG_HOURLY: Final = Source("usage_by_tag_hourly", "hour", per_tag=True)
+
+# Sampling a zone's offset every six hours finds every offset period the tz database holds
+# (the shortest last weeks) at a cost of well under a millisecond for a month's range.
+_OFFSET_SAMPLE = timedelta(hours=6)
+
+
+def range_instants(query: ReportQuery) -> tuple[datetime, datetime]:
+    """The report's range as UTC instants: local midnight of start_date, up to (excluding)
+    local midnight of the day after end_date."""
+    zone = ZoneInfo(query.timezone)
+    start = datetime.combine(query.start_date, time(), zone).astimezone(UTC)
+    end = datetime.combine(query.end_date + timedelta(days=1), time(), zone).astimezone(UTC)
+    return start, end
+
+
+@lru_cache(maxsize=4096)
+def zone_offsets(zone_name: str, start_date: date, end_date: date) -> frozenset[int]:
+    """Every UTC offset (seconds) the zone has within the report's range: sampled from its
+    first instant on, and at its last instant, so a change just before the end counts."""
+    zone = ZoneInfo(zone_name)
+    start = datetime.combine(start_date, time(), zone).astimezone(UTC)
+    end = datetime.combine(end_date + timedelta(days=1), time(), zone).astimezone(UTC)
+    instants = [start]
+    while instants[-1] + _OFFSET_SAMPLE < end:
+        instants.append(instants[-1] + _OFFSET_SAMPLE)
+    instants.append(end - timedelta(seconds=1))
+    offsets = (at.astimezone(zone).utcoffset() for at in instants)
+    return frozenset(int(o.total_seconds()) if o is not None else 0 for o in offsets)
+
+
+def choose_source(query: ReportQuery) -> Source:
+    offsets = zone_offsets(query.timezone, query.start_date, query.end_date)
+    daily_ok = offsets == {0} and not (query.date_part == "hour" and "day" in query.group_by)
+    hourly_ok = all(offset % 3600 == 0 for offset in offsets)
+    if "tag" in query.group_by and not (
+        "user" in query.group_by or query.user_id is not None or query.tags
+    ):
+        if daily_ok:
+            return TAG_DAILY
+        if hourly_ok:
+            return TAG_HOURLY
+    if daily_ok:
+        return USAGE_DAILY
+    if hourly_ok:
+        return USAGE_HOURLY
+    return USAGE_EVENTS
+
+
+def dimension_columns(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> list[str]:
+    """The grouping fields, aliased ``g_<field>`` (never a column's own name, so an alias
+    cannot shadow a column in WHERE). ``tag`` is the ARRAY JOIN alias unless the source
+    holds a row per tag."""
+    columns = []
+    for dimension in query.group_by:
+        if dimension == "day":
+            expression = bucket_expression(source, query, parameters)
+        elif dimension == "user":
+            expression = "user_id"
+        elif dimension == "tag":
+            if not source.per_tag:
+                columns.append("g_tag")  # the ARRAY JOIN alias, see assemble()
+                continue
+            expression = "tag"
+        else:
+            expression = dimension
+        columns.append(f"{expression} AS g_{query.time_field if dimension == 'day' else dimension}")
+    return columns
+
+
+def bucket_expression(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> str:
+    """The ``day`` grouping's value as text: YYYY-MM-DD for day and week (its Monday),
+    YYYY-MM-DDTHH for hour, YYYY-MM for month, all in the report's time zone."""
+    column = source.time_column
+    if source.grain == "day":
+        # UTC days, and the zone is at UTC+0 throughout (see choose_source).
+        day = column
+    else:
+        parameters["timezone"] = query.timezone
+        day = f"toDate({column}, {{timezone:String}})"
+    part = query.date_part
+    if part == "hour":
+        return f"formatDateTime({column}, '%Y-%m-%dT%H', {{timezone:String}})"
+    if part == "week":
+        return f"toString(toMonday({day}))"
+    if part == "month":
+        return f"formatDateTime({day}, '%Y-%m')"
+    return f"toString({day})"
+
+
+def range_predicate(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> str:
+    if source.grain == "day":
+        parameters["start_day"] = query.start_date.isoformat()
+        parameters["end_day"] = query.end_date.isoformat()
+        return "day >= {start_day:Date} AND day <= {end_day:Date}"
+    start, end = range_instants(query)
+    parameters["start_at"] = start.strftime("%Y-%m-%d %H:%M:%S")
+    parameters["end_at"] = end.strftime("%Y-%m-%d %H:%M:%S")
+    kind = "DateTime('UTC')" if source.grain == "hour" else "DateTime64(3, 'UTC')"
+    column = source.time_column
+    return f"{column} >= {{start_at:{kind}}} AND {column} < {{end_at:{kind}}}"
+
+
+_FILTERS: Final = ("user_id", "model", "provider", "api_key_name", "credential_type")
+
+
+def where_clause(team_id: str, source: Source, query: ReportQuery) -> tuple[str, dict[str, Any]]:
+    """Team first, always; then the range, then the filters that were given."""
+    if not team_id:
+        raise ValueError("a report is always one team's: team_id is required")
+    parameters: dict[str, Any] = {"team_id": team_id}
+    predicates = ["team_id = {team_id:String}", range_predicate(source, query, parameters)]
+    for name in _FILTERS:
+        value = getattr(query, name)
+        if value is not None:
+            parameters[name] = value
+            predicates.append(f"{name} = {{{name}:String}}")
+    if query.tags:
+        parameters["tags"] = list(query.tags)
+        function = "hasAll" if query.tags_match == "all" else "hasAny"
+        predicates.append(f"{function}(tags, {{tags:Array(String)}})")
+    return "\n  AND ".join(predicates), parameters
+
+
+def metric_columns(source: Source) -> list[str]:
+    """The metric sums, aliased ``m_<metric>``: rollup rows are partial sums (merges are
+    eventual), so every read sums again; raw rows are single requests."""
+    columns = []
+    for metric in METRICS:
+        if source.grain == "event" and metric == "request_count":
+            expression = "count()"
+        elif source.grain == "event" and metric == "unpriced_request_count":
+            expression = "countIf(NOT price_known)"
+        else:
+            expression = f"sum({metric})"
+        columns.append(f"{expression} AS m_{metric}")
+    return columns
+
+
+def order_clause(query: ReportQuery) -> str:
+    """The caller's order, then every grouping field ascending, so the order is total and a
+    page offset always names the same rows."""
+    terms: list[str] = []
+    named: set[str] = set()
+    for name, direction in query.order_by:
+        alias = f"m_{name}" if name in METRICS else f"g_{name}"
+        terms.append(f"{alias} {direction.upper()}")
+        named.add(alias)
+    for field in query.fields():
+        alias = f"g_{field}"
+        if alias not in named:
+            terms.append(f"{alias} ASC")
+    return ", ".join(terms)
+
+
+def page_clause(parameters: dict[str, Any], limit: int | None, offset: int) -> str:
+    if limit is None:
+        return ""
+    parameters["limit"] = limit
+    parameters["offset"] = offset
+    return "\nLIMIT {limit:UInt64} OFFSET {offset:UInt64}"
+
+
+def assemble(
+    team_id: str, query: ReportQuery, source: Source, limit: int | None, offset: int
+) -> BuiltQuery:
+    """One aggregation over one source: grouping fields, metric sums, team-scoped filters,
+    a total order and the page."""
+    where, parameters = where_clause(team_id, source, query)
+    dimensions = dimension_columns(source, query, parameters)
+    # A request with several tags is counted under each; an untagged one under none.
+    array_join = (
+        "\nARRAY JOIN tags AS g_tag" if "tag" in query.group_by and not source.per_tag else ""
+    )
+    select = ",\n    ".join([*dimensions, *metric_columns(source)])
+    group_by = ", ".join(f"g_{field}" for field in query.fields())
+    sql = (
+        f"SELECT\n    {select}\nFROM {source.table}{array_join}\nWHERE {where}\n"
+        f"GROUP BY {group_by}\nORDER BY {order_clause(query)}"
+    ) + page_clause(parameters, limit, offset)
+    return BuiltQuery(sql, parameters)

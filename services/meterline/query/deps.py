@@ -1,0 +1,50 @@
+"""Request dependencies, as ``Annotated`` aliases so handlers read like prose."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from meterline.common.config import KeyRing, TeamConfig
+from meterline.query.cursor import CursorSigner
+from meterline.query.errors import Unauthenticated
+from meterline.query.settings import QuerySettings
+from meterline.query.warehouse import Warehouse
+
+
+def _team(request: Request) -> TeamConfig:
+    """The team of the gateway key in ``Authorization: Bearer <key>``: the scope of every
+    query the request makes."""
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if not header:
+        raise Unauthenticated("missing Authorization header; send 'Authorization: Bearer <key>'")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer <gateway API key>'")
+    key_ring: KeyRing = request.app.state.key_ring
+    found = key_ring.authenticate(key.strip())
+    if found is None:
+        raise Unauthenticated("invalid API key")
+    return found[0]
+
+
+def _warehouse(request: Request) -> Warehouse:
+    warehouse: Warehouse = request.app.state.warehouse
+    return warehouse
+
+
+def _settings(request: Request) -> QuerySettings:
+    settings: QuerySettings = request.app.state.settings
+    return settings
+
+
+def _cursors(request: Request) -> CursorSigner:
+    signer: CursorSigner = request.app.state.cursors
+    return signer
+
+
+AuthenticatedTeam = Annotated[TeamConfig, Depends(_team)]
+WarehouseDep = Annotated[Warehouse, Depends(_warehouse)]
+SettingsDep = Annotated[QuerySettings, Depends(_settings)]
+CursorsDep = Annotated[CursorSigner, Depends(_cursors)]

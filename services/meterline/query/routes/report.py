@@ -1,0 +1,86 @@
+"""``GET /v1/report``: the team's usage and costs for a date range, grouped and filtered as
+asked (see REPORT_API.md). Reads rollups only, except for time zones with a fractional UTC
+offset (see builders/base.py)."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+
+from meterline.query.builders import build_report_query
+from meterline.query.cursor import Page
+from meterline.query.deps import AuthenticatedTeam, CursorsDep, SettingsDep, WarehouseDep
+from meterline.query.errors import BadParameter
+from meterline.query.render import to_csv, to_json
+from meterline.query.report_query import METRICS, ReportQuery, parse_report_query
+
+router = APIRouter()
+
+NEXT_CURSOR_HEADER = "Meterline-Next-Cursor"
+
+
+@router.get("/v1/report")
+async def report(
+    request: Request,
+    team: AuthenticatedTeam,
+    warehouse: WarehouseDep,
+    settings: SettingsDep,
+    cursors: CursorsDep,
+) -> Response:
+    """Parameters: start_date, end_date (YYYY-MM-DD, inclusive, required), group_by (day,
+    user, model, provider, tag, credential_type, api_key_name; comma-combinable), date_part
+    (day, hour, week, month), user_id, model, provider, api_key_name, credential_type, tags,
+    tags_match (any, all), timezone, limit, cursor, order_by (field[:asc|desc], ...),
+    format (json, csv). With group_by=tag a request counts once under each of its tags."""
+    params = {name: request.query_params.getlist(name) for name in request.query_params}
+    query = parse_report_query(params, settings.max_limit)
+    fingerprint = query.fingerprint()
+
+    page: Page | None = None
+    if query.cursor is not None:
+        page = cursors.read(query.cursor, team.id, fingerprint)
+        page = Page(page.offset, query.limit or page.limit)
+    elif query.limit is not None:
+        page = Page(0, query.limit)
+
+    # One row more than asked for tells whether another page follows.
+    fetch = page.limit + 1 if page else settings.max_rows + 1
+    built = build_report_query(team.id, query, limit=fetch, offset=page.offset if page else 0)
+    columns, raw_rows = await warehouse.query(built)
+    if page is None and len(raw_rows) > settings.max_rows:
+        raise BadParameter(
+            "limit",
+            f"the report has more than {settings.max_rows} rows; "
+            "pass limit (and then cursor) to page through it",
+        )
+
+    next_cursor = None
+    if page is not None and len(raw_rows) > page.limit:
+        raw_rows = raw_rows[: page.limit]
+        next_cursor = cursors.issue(
+            team.id, fingerprint, Page(page.offset + page.limit, page.limit)
+        )
+
+    rows = [_row(query, columns, raw) for raw in raw_rows]
+    if query.format == "csv":
+        headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else {}
+        body = to_csv([*query.fields(), *METRICS], rows)
+        return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    return Response(
+        to_json({"results": rows, "next_cursor": next_cursor}), media_type="application/json"
+    )
+
+
+def _row(query: ReportQuery, columns: list[str], raw: tuple[Any, ...]) -> dict[str, Any]:
+    values = dict(zip(columns, raw, strict=True))
+    row: dict[str, Any] = {}
+    for field in query.fields():
+        value = values[f"g_{field}"]
+        # The raw table stores "no user" as an empty string; the API says null.
+        row[field] = None if field == "user" and value == "" else value
+    for metric in METRICS:
+        value = values[f"m_{metric}"]
+        row[metric] = value if isinstance(value, Decimal) else int(value)
+    return row
