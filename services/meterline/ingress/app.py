@@ -1,0 +1,76 @@
+"""The ingress application: ``create_app(settings, config, publisher)``.
+
+The lifespan opens what every request shares and closes it on the way out: the publisher
+(started first, stopped last, so every finished request can still publish) and one pooled
+HTTP client to the providers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from starlette.responses import Response
+
+from meterline.common.config import GatewayConfig, KeyRing
+from meterline.ingress.deps import Gateway
+from meterline.ingress.errors import install_error_handlers
+from meterline.ingress.providers.openai_wire import OpenAIWire
+from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.routers import chat_completions
+from meterline.ingress.routing import Router
+from meterline.ingress.settings import IngressSettings
+
+
+def upstream_client(settings: IngressSettings) -> httpx.AsyncClient:
+    """One client for every provider: connections are pooled and kept alive, which is most
+    of the latency a gateway can save."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_keepalive_connections,
+            keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
+        ),
+        # Redirects would resend a prompt (and a key) somewhere the configuration never
+        # named.
+        follow_redirects=False,
+    )
+
+
+def create_app(
+    settings: IngressSettings, config: GatewayConfig, publisher: UsagePublisher
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await publisher.start()
+        try:
+            async with upstream_client(settings) as client:
+                app.state.gateway = Gateway(
+                    settings=settings,
+                    config=config,
+                    keys=KeyRing(config),
+                    chat_router=Router(config, wire="openai"),
+                    openai=OpenAIWire(client, settings, publisher),
+                    publisher=publisher,
+                )
+                yield
+        finally:
+            # After the client closed: streams still open have ended and published.
+            await publisher.stop()
+
+    app = FastAPI(
+        title="Meterline ingress",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(chat_completions.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> Response:
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    return app

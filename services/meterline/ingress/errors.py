@@ -1,0 +1,110 @@
+"""Errors the ingress answers with, all in OpenAI's error format:
+``{"error": {"message", "type", "param", "code"}}`` (the SDKs read ``message`` and ``code``).
+
+Routes raise these; one handler turns each into its status and body."""
+
+from __future__ import annotations
+
+import json
+
+from fastapi import FastAPI, Request
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+
+def error_body(
+    message: str, type_: str, *, param: str | None = None, code: str | None = None
+) -> bytes:
+    payload = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def error_response(
+    status: int,
+    message: str,
+    type_: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        error_body(message, type_, param=param, code=code),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+class GatewayError(Exception):
+    """An answer the gateway gives itself (not the provider's)."""
+
+    status = 500
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+    def response(self) -> Response:
+        return error_response(
+            self.status, self.message, self.type, param=self.param, code=self.code
+        )
+
+
+class BadRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class Unauthorized(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+
+    def response(self) -> Response:
+        response = super().response()
+        response.headers["www-authenticate"] = "Bearer"
+        return response
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+    type = "invalid_request_error"
+
+
+class UpstreamUnavailable(GatewayError):
+    """The provider could not be reached at all (nothing was sent, nothing is billed)."""
+
+    status = 502
+    type = "upstream_error"
+
+
+class UpstreamTimeout(GatewayError):
+    status = 504
+    type = "upstream_error"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def gateway_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, GatewayError)
+        return error.response()
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        # Unknown paths and wrong methods answer in the same format as everything else.
+        assert isinstance(error, HTTPException)
+        return error_response(
+            error.status_code,
+            str(error.detail),
+            "invalid_request_error",
+            headers=dict(error.headers) if error.headers else None,
+        )
+
+    async def unexpected(request: Request, error: Exception) -> Response:
+        # Starlette re-raises after this answer, so the server logs the traceback once.
+        return error_response(500, "internal gateway error", "server_error")
+
+    app.add_exception_handler(GatewayError, gateway_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)

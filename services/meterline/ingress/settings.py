@@ -1,0 +1,28 @@
+"""Settings of ``meterline ingress`` (environment, prefix ``METERLINE_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from meterline.common.settings import CommonSettings
+
+
+class IngressSettings(CommonSettings):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_request_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    """Larger bodies get a 413. Generous because image inputs travel inline as base64."""
+    upstream_connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    upstream_pool_timeout_seconds: float = Field(default=10.0, gt=0)
+    """How long a request may wait for a free pooled connection to the provider."""
+    upstream_read_timeout_seconds: float | None = Field(default=None, gt=0)
+    """Longest silence from the provider (before the headers, or between two chunks of a
+    stream). Unset: each provider's own ``timeout_seconds`` from the configuration file."""
+    upstream_max_connections: int = Field(default=1000, gt=0)
+    upstream_max_keepalive_connections: int = Field(default=200, ge=0)
+    upstream_keepalive_expiry_seconds: float = Field(default=60.0, ge=0)
+    publish_buffer_events: int = Field(default=100_000, gt=0)
+    """Usage events held in memory while Kafka is slow or down; beyond it they are dropped
+    (and counted) until disk spooling exists."""
+    publish_flush_timeout_seconds: float = Field(default=10.0, ge=0)
+    """On shutdown, how long to wait for buffered events to reach Kafka."""

@@ -1,0 +1,126 @@
+"""Who a request is for and how it is tagged (REPORT_API.md, "Tagging a request").
+
+Sources, merged:
+
+- body ``providerOptions.gateway.user`` and ``providerOptions.gateway.tags``;
+- the standard Chat Completions ``user`` field (a user, when providerOptions names none);
+- header ``ai-reporting-tags`` (comma-separated, merged with the body tags);
+- header ``ai-reporting-user`` (replaces any user from the body).
+
+Limits: at most 10 tags after merging, each 1..64 characters, a user up to 256 characters;
+breaking one is a 400 that names it. ``providerOptions`` is the gateway's own and is removed
+from the body before it goes upstream; the standard ``user`` field stays (it is OpenAI's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from starlette.datastructures import Headers
+
+from meterline.common.events import MAX_TAG_LENGTH, MAX_TAGS, MAX_USER_LENGTH
+from meterline.ingress.errors import BadRequest
+
+TAGS_HEADER: Final = "ai-reporting-tags"
+USER_HEADER: Final = "ai-reporting-user"
+PROVIDER_OPTIONS: Final = "providerOptions"
+
+
+@dataclass(frozen=True, slots=True)
+class Attribution:
+    user: str | None = None
+    tags: list[str] = field(default_factory=list)
+    """Sorted, without duplicates."""
+
+
+def take_attribution(
+    body: dict[str, Any], headers: Headers, *, standard_user: bool = True
+) -> Attribution:
+    """Read the user and tags of a request and remove ``providerOptions`` from ``body``.
+
+    ``standard_user``: whether the surface's own top-level ``user`` field counts (Chat
+    Completions) or not."""
+    gateway = _gateway_options(body.pop(PROVIDER_OPTIONS, None))
+
+    user = _user_from_header(headers)
+    if user is None:
+        user = _string(gateway.get("user"), f"{PROVIDER_OPTIONS}.gateway.user")
+    if user is None and standard_user:
+        user = _string(body.get("user"), "user")
+    if user is not None and len(user) > MAX_USER_LENGTH:
+        raise BadRequest(
+            f"user is {len(user)} characters long; the limit is {MAX_USER_LENGTH}",
+            param="user",
+            code="user_too_long",
+        )
+
+    tags = set(_body_tags(gateway.get("tags")))
+    tags.update(_header_tags(headers))
+    for tag in tags:
+        if not 1 <= len(tag) <= MAX_TAG_LENGTH:
+            shown = tag if len(tag) <= 80 else tag[:80] + "..."
+            raise BadRequest(
+                f"tag {shown!r} is {len(tag)} characters long; each tag must be "
+                f"1 to {MAX_TAG_LENGTH} characters",
+                param="tags",
+                code="invalid_tag",
+            )
+    if len(tags) > MAX_TAGS:
+        raise BadRequest(
+            f"{len(tags)} distinct tags after merging the body's tags with the "
+            f"{TAGS_HEADER} header; the limit is {MAX_TAGS}",
+            param="tags",
+            code="too_many_tags",
+        )
+    return Attribution(user or None, sorted(tags))
+
+
+def _gateway_options(options: object) -> Mapping[str, object]:
+    if options is None:
+        return {}
+    if not isinstance(options, dict):
+        raise BadRequest(f"{PROVIDER_OPTIONS} must be an object", param=PROVIDER_OPTIONS)
+    gateway = options.get("gateway")
+    if gateway is None:
+        return {}
+    if not isinstance(gateway, dict):
+        raise BadRequest(
+            f"{PROVIDER_OPTIONS}.gateway must be an object", param=f"{PROVIDER_OPTIONS}.gateway"
+        )
+    return gateway
+
+
+def _string(value: object, param: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{param} must be a string", param=param)
+    # An empty user means "no user", the same as leaving the field out.
+    return value or None
+
+
+def _body_tags(value: object) -> list[str]:
+    param = f"{PROVIDER_OPTIONS}.gateway.tags"
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(tag, str) for tag in value):
+        raise BadRequest(f"{param} must be an array of strings", param=param)
+    return value
+
+
+def _header_tags(headers: Headers) -> list[str]:
+    # The header may be sent more than once; every occurrence counts. Spaces after commas
+    # and a trailing comma are how people write lists by hand: formatting, not empty tags.
+    return [
+        tag.strip()
+        for value in headers.getlist(TAGS_HEADER)
+        for tag in value.split(",")
+        if tag.strip()
+    ]
+
+
+def _user_from_header(headers: Headers) -> str | None:
+    value = headers.get(USER_HEADER, "").strip()
+    return value or None
