@@ -1,0 +1,150 @@
+"""One ASGI app that routes ``/v1/report`` and ``/v1/generation`` to the query service and
+everything else to the ingress, and runs the consumer pipeline beside them.
+
+Shutdown order keeps every accepted request: the ingress stops first (its publisher
+flushes into the bus or Kafka), then the consumer drains, writes and commits, then the
+query service closes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+from fastapi import FastAPI
+from starlette.types import Receive, Scope, Send
+
+from meterline.common.bus import InProcessBus
+from meterline.common.clickhouse import connect
+from meterline.common.codec import UsageEventCodec
+from meterline.common.config import GatewayConfig
+from meterline.common.migrations import migrate
+from meterline.common.pricing import GenaiPrices
+from meterline.consumer.batch_log import ClickHouseBatchLog
+from meterline.consumer.dead_letter import DeadLetterSink, KafkaDeadLetter, MemoryDeadLetter
+from meterline.consumer.enrich import Enricher
+from meterline.consumer.pipeline import Pipeline
+from meterline.consumer.settings import ConsumerSettings
+from meterline.consumer.source import BusSource, KafkaSource, MessageSource
+from meterline.consumer.write import ClickHouseWriter
+from meterline.ingress.app import create_app as create_ingress_app
+from meterline.ingress.publisher import BusPublisher, KafkaPublisher, UsagePublisher
+from meterline.ingress.settings import IngressSettings
+from meterline.query.app import create_app as create_query_app
+from meterline.query.settings import QuerySettings
+
+log = logging.getLogger("meterline.all_in_one")
+
+QUERY_PATHS = ("/v1/report", "/v1/generation")
+
+
+@dataclass
+class AllInOneSettings:
+    ingress: IngressSettings
+    consumer: ConsumerSettings
+    query: QuerySettings
+
+    @classmethod
+    def from_env(cls) -> AllInOneSettings:
+        return cls(IngressSettings(), ConsumerSettings(), QuerySettings())
+
+
+class AllInOne:
+    """The ASGI application of ``meterline all-in-one``."""
+
+    def __init__(self, settings: AllInOneSettings, config: GatewayConfig):
+        self.settings = settings
+        self.config = config
+        common = settings.consumer
+        self.clickhouse_url = common.resolved_clickhouse_url()
+        self.database = common.clickhouse_database
+        self.bus = InProcessBus(common.usage_topic)
+        publisher: UsagePublisher
+        if common.kafka_bootstrap_servers:
+            publisher = KafkaPublisher(common.kafka_bootstrap_servers, common.usage_topic)
+        else:
+            publisher = BusPublisher(self.bus)
+        self.ingress: FastAPI = create_ingress_app(settings.ingress, config, publisher)
+        self.query: FastAPI = create_query_app(
+            settings.query, client_factory=self._client, config=config
+        )
+        self.pipeline: Pipeline | None = None
+
+    def _client(self) -> Client:
+        return connect(self.clickhouse_url, self.database)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        path: str = scope.get("path", "")
+        app = self.query if path.startswith(QUERY_PATHS) else self.ingress
+        await app(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        message = await receive()
+        assert message["type"] == "lifespan.startup"
+        try:
+            stack = contextlib.AsyncExitStack()
+            await stack.__aenter__()
+            stop = asyncio.Event()
+            consumer = await stack.enter_async_context(self._consumer(stop))
+            await stack.enter_async_context(self.query.router.lifespan_context(self.query))
+            await stack.enter_async_context(self.ingress.router.lifespan_context(self.ingress))
+        except Exception as error:
+            log.exception("all-in-one failed to start")
+            await send({"type": "lifespan.startup.failed", "message": str(error)})
+            return
+        await send({"type": "lifespan.startup.complete"})
+        message = await receive()
+        assert message["type"] == "lifespan.shutdown"
+        try:
+            # The exit stack unwinds in reverse: ingress, query, then the consumer.
+            await stack.__aexit__(None, None, None)
+            del consumer
+        except Exception as error:
+            log.exception("all-in-one failed to stop cleanly")
+            await send({"type": "lifespan.shutdown.failed", "message": str(error)})
+            return
+        await send({"type": "lifespan.shutdown.complete"})
+
+    @contextlib.asynccontextmanager
+    async def _consumer(self, stop: asyncio.Event) -> AsyncIterator[Pipeline]:
+        settings = self.settings.consumer
+        client = self._client()
+        await asyncio.to_thread(migrate, client)
+        source: MessageSource
+        dead_letter: DeadLetterSink
+        kafka_dead_letter: KafkaDeadLetter | None = None
+        if settings.kafka_bootstrap_servers:
+            source = KafkaSource(
+                settings.kafka_bootstrap_servers, settings.usage_topic, settings.consumer_group
+            )
+            kafka_dead_letter = KafkaDeadLetter(
+                settings.kafka_bootstrap_servers, settings.dead_letter_topic
+            )
+            await kafka_dead_letter.start()
+            dead_letter = kafka_dead_letter
+        else:
+            source = BusSource(self.bus)
+            dead_letter = MemoryDeadLetter()
+        self.pipeline = Pipeline(
+            source=source,
+            codec=UsageEventCodec(),
+            enricher=Enricher(GenaiPrices(self.config.price_aliases()), self.config),
+            writer=ClickHouseWriter(client),
+            dead_letter=dead_letter,
+            batch_log=ClickHouseBatchLog(client, settings.consumer_group),
+            settings=settings,
+        )
+        task = asyncio.create_task(self.pipeline.run(stop), name="consumer")
+        try:
+            yield self.pipeline
+        finally:
+            stop.set()
+            await task
+            if kafka_dead_letter is not None:
+                await kafka_dead_letter.stop()

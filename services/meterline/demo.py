@@ -1,0 +1,239 @@
+"""``meterline demo``: the whole pipeline on the embedded default, checked.
+
+Starts the provider simulator and ``meterline all-in-one`` (in-process bus, chDB in a
+temporary directory), sends a few hundred requests through the Chat Completions API with
+the official ``openai`` SDK (several users, tags, models, streamed and not), prints the
+report grouped by ``day,user`` and by ``tag``, and checks that the report's totals equal the
+usage the SDK received, and its market cost what genai-prices says for that usage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from meterline.common.config import hash_key, new_key
+from meterline.common.processes import free_port, meterline_process, wait_http
+
+USERS = [f"acct_{n}" for n in range(1001, 1009)]
+PLANS = ["plan:enterprise", "plan:pro", "plan:free"]
+FEATURES = ["feature:summarize", "feature:chat", "feature:search"]
+MODELS = ["gpt-4o", "gpt-4o-mini", "o4-mini"]
+METRICS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+
+
+@dataclass
+class Sent:
+    requests: int = 0
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(METRICS, 0))
+    market_cost: Decimal = Decimal(0)
+    by_tag: dict[str, int] = field(default_factory=dict)
+
+
+async def send_requests(base_url: str, key: str, count: int) -> Sent:
+    from genai_prices import Usage, calc_price
+    from openai import AsyncOpenAI
+
+    client = AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+    sent = Sent()
+    limit = asyncio.Semaphore(16)
+
+    async def one(n: int) -> None:
+        user, model = USERS[n % len(USERS)], MODELS[n % len(MODELS)]
+        tags = [PLANS[n % len(PLANS)], FEATURES[(n // 3) % len(FEATURES)]]
+        messages: Any = [
+            {"role": "system", "content": "You are a concise assistant."},
+            {
+                "role": "user",
+                "content": f"Request {n}: summarise ticket {n * 7919 % 10007}. " * (1 + n % 40),
+            },
+        ]
+        extra: dict[str, Any] = {"providerOptions": {"gateway": {"user": user, "tags": tags}}}
+        if n % 5 == 0:
+            extra["prompt_cache_key"] = f"demo-{n % 3}"
+        async with limit:
+            if n % 2:
+                stream = await client.chat.completions.create(
+                    model=f"openai/{model}",
+                    messages=messages,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    extra_body=extra,
+                )
+                usage = None
+                async for chunk in stream:
+                    usage = chunk.usage or usage
+            else:
+                response = await client.chat.completions.create(
+                    model=f"openai/{model}", messages=messages, extra_body=extra
+                )
+                usage = response.usage
+        assert usage is not None, "the gateway must pass usage through"
+        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
+        reasoning = (
+            usage.completion_tokens_details.reasoning_tokens
+            if usage.completion_tokens_details
+            else 0
+        )
+        sent.requests += 1
+        sent.tokens["input_tokens"] += usage.prompt_tokens
+        sent.tokens["output_tokens"] += usage.completion_tokens
+        sent.tokens["cached_input_tokens"] += cached or 0
+        sent.tokens["reasoning_tokens"] += reasoning or 0
+        price = calc_price(
+            Usage(
+                input_tokens=usage.prompt_tokens,
+                output_tokens=usage.completion_tokens,
+                cache_read_tokens=cached or 0,
+            ),
+            model_ref=model,
+            provider_id="openai",
+        )
+        sent.market_cost += Decimal(price.total_price)
+        for tag in tags:
+            sent.by_tag[tag] = sent.by_tag.get(tag, 0) + 1
+
+    await asyncio.gather(*(one(n) for n in range(count)))
+    await client.close()
+    return sent
+
+
+def report(base: str, key: str, **params: str) -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    query = {
+        "start_date": (today - timedelta(days=1)).isoformat(),
+        "end_date": (today + timedelta(days=1)).isoformat(),
+        **params,
+    }
+    response = httpx.get(
+        f"{base}/v1/report", params=query, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    response.raise_for_status()
+    rows: list[dict[str, Any]] = json.loads(response.text, parse_float=Decimal)["results"]
+    return rows
+
+
+def print_table(title: str, rows: list[dict[str, Any]], keys: list[str]) -> None:
+    columns = [
+        *keys,
+        "request_count",
+        "input_tokens",
+        "output_tokens",
+        "cached_input_tokens",
+        "reasoning_tokens",
+        "market_cost",
+        "total_cost",
+    ]
+    cells = [[str(row.get(c, "")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print(f"\n{title}")
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+
+
+def write_config(path: Path, provider_url: str, keys: dict[str, str]) -> None:
+    """A gateway configuration whose ``openai`` provider is the simulator at
+    ``provider_url`` (system key from DEMO_PROVIDER_KEY), with one key per team."""
+    lines = [
+        "[[providers]]",
+        'slug = "openai"',
+        'wire = "openai"',
+        f'base_url = "{provider_url}"',
+        'api_key_env = "DEMO_PROVIDER_KEY"',
+    ]
+    for team, key in keys.items():
+        lines += ["", "[[teams]]", f'id = "{team}"', "[[teams.keys]]", 'name = "demo"']
+        lines.append(f'sha256 = "{hash_key(key)}"')
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main(requests: int = 300) -> int:
+    with tempfile.TemporaryDirectory(prefix="meterline-demo-") as tmp:
+        directory = Path(tmp)
+        simulator_port, gateway_port = free_port(), free_port()
+        key, other_key = new_key(), new_key()
+        config = directory / "meterline.toml"
+        write_config(
+            config, f"http://127.0.0.1:{simulator_port}/v1", {"acme": key, "globex": other_key}
+        )
+        env = {
+            **os.environ,
+            "METERLINE_CONFIG_FILE": str(config),
+            "METERLINE_DATA_DIR": str(directory / "data"),
+            "DEMO_PROVIDER_KEY": "sk-demo-simulator",
+        }
+        env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+        env.pop("CLICKHOUSE_URL", None)
+        base = f"http://127.0.0.1:{gateway_port}"
+        sim_log, gw_log = directory / "simulator.log", directory / "all-in-one.log"
+        with (
+            meterline_process(["simulator", "--port", str(simulator_port)], env, sim_log) as sim,
+            meterline_process(["all-in-one", "--port", str(gateway_port)], env, gw_log) as gateway,
+        ):
+            wait_http(f"http://127.0.0.1:{simulator_port}/healthz", sim, sim_log)
+            wait_http(f"{base}/healthz", gateway, gw_log)
+            print(f"sending {requests} requests through {base}/v1/chat/completions ...")
+            started = time.monotonic()
+            sent = asyncio.run(send_requests(f"{base}/v1", key, requests))
+            print(f"sent {sent.requests} requests in {time.monotonic() - started:.1f}s")
+
+            deadline = time.monotonic() + 30
+            while True:
+                rows = report(base, key, group_by="user")
+                counted = sum(int(r["request_count"]) for r in rows)
+                if counted >= requests or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            print(
+                f"report shows {counted} requests {time.monotonic() - started:.1f}s after the first"
+            )
+
+            by_day_user = report(base, key, group_by="day,user")
+            by_tag = report(base, key, group_by="tag")
+            print_table("report grouped by day,user", by_day_user, ["day", "user"])
+            print_table("report grouped by tag", by_tag, ["tag"])
+            foreign = report(base, other_key, group_by="user")
+            return check(sent, by_day_user, by_tag, foreign)
+
+
+def check(
+    sent: Sent,
+    by_day_user: list[dict[str, Any]],
+    by_tag: list[dict[str, Any]],
+    foreign: list[dict[str, Any]],
+) -> int:
+    problems = []
+    got_requests = sum(int(r["request_count"]) for r in by_day_user)
+    if got_requests != sent.requests:
+        problems.append(f"request_count {got_requests} != {sent.requests} sent")
+    for metric in METRICS:
+        got = sum(int(r[metric]) for r in by_day_user)
+        if got != sent.tokens[metric]:
+            problems.append(f"{metric} {got} != {sent.tokens[metric]} received")
+    market = sum((Decimal(str(r["market_cost"])) for r in by_day_user), Decimal(0))
+    if market != sent.market_cost:
+        problems.append(f"market_cost {market} != {sent.market_cost} from genai-prices")
+    tag_counts = {r["tag"]: int(r["request_count"]) for r in by_tag}
+    if tag_counts != sent.by_tag:
+        problems.append(f"tag counts {tag_counts} != {sent.by_tag}")
+    if foreign:
+        problems.append(f"another team's key sees {len(foreign)} rows")
+    if problems:
+        print("\nDEMO CHECK FAILED:\n  " + "\n  ".join(problems))
+        return 1
+    print(
+        f"\nOK: the report's totals equal the usage the SDK received: {sent.requests} requests, "
+        + ", ".join(f"{sent.tokens[m]} {m}" for m in METRICS)
+        + f", market cost ${sent.market_cost} (genai-prices); another team's key sees nothing."
+    )
+    return 0
