@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 SHELL := bash
 UV ?= python3 -m uv
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -m "not slow"
 
 .PHONY: help
 help: ## list the targets
@@ -29,6 +29,10 @@ demo: install ## a few hundred requests through the embedded default, report pri
 test: install ## the test suite: unit, real Kafka broker, embedded ClickHouse, end to end
 	@status=0; $(UV) run pytest $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
+
+.PHONY: test-slow
+test-slow: install ## the long tests only: load test, heavier fault injection (pytest -m slow)
+	$(UV) run pytest -m slow
 
 .PHONY: kafka
 kafka: install ## fetch Apache Kafka from Maven Central (cached in .cache/kafka) and run a broker on :9092
