@@ -46,6 +46,9 @@ class ProviderConfig(_Strict):
     prices_as: str | None = None
     """genai-prices provider id for this provider's traffic, when the slug is not one that
     genai-prices knows (a self-hosted vLLM serving a public model, say)."""
+    models: list[str] = []
+    """Model names this provider serves (without the ``provider/`` prefix), listed by
+    ``GET /v1/models``. Only a list: requests for other names are still forwarded."""
 
     def system_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
