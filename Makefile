@@ -40,13 +40,13 @@ kafka: install ## fetch Apache Kafka from Maven Central (cached in .cache/kafka)
 
 .PHONY: lint
 lint: install ## ruff lint and format check
-	$(UV) run ruff check services tests
-	$(UV) run ruff format --check services tests
+	$(UV) run ruff check services tests bench
+	$(UV) run ruff format --check services tests bench
 
 .PHONY: format
 format: install ## ruff format and autofix
-	$(UV) run ruff format services tests
-	$(UV) run ruff check --fix services tests
+	$(UV) run ruff format services tests bench
+	$(UV) run ruff check --fix services tests bench
 
 .PHONY: typecheck
 typecheck: install ## mypy --strict
@@ -55,3 +55,7 @@ typecheck: install ## mypy --strict
 .PHONY: bench
 bench: install ## benchmarks (see BENCHMARKS.md)
 	$(UV) run python -m bench.run
+
+.PHONY: bench-quick
+bench-quick: install ## every benchmark at tiny sizes, in seconds (results in bench/results, not spliced)
+	$(UV) run python -m bench.run --quick

@@ -1,0 +1,1 @@
+"""Meterline's benchmarks: ``python -m bench.run [--quick]`` (see BENCHMARKS.md)."""
