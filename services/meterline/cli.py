@@ -54,7 +54,7 @@ def cmd_all_in_one(args: argparse.Namespace) -> int:
 def cmd_ingress(args: argparse.Namespace) -> int:
     from meterline.common.config import GatewayConfig
     from meterline.ingress.app import create_app
-    from meterline.ingress.publisher import KafkaPublisher
+    from meterline.ingress.publisher import kafka_publisher
     from meterline.ingress.settings import IngressSettings
 
     settings = IngressSettings()
@@ -62,12 +62,7 @@ def cmd_ingress(args: argparse.Namespace) -> int:
         raise SystemExit("meterline ingress needs KAFKA_BOOTSTRAP_SERVERS (or use all-in-one)")
     config = _load_config(settings.config_file)
     assert isinstance(config, GatewayConfig)
-    publisher = KafkaPublisher(
-        settings.kafka_bootstrap_servers,
-        settings.usage_topic,
-        max_buffered=settings.publish_buffer_events,
-        flush_timeout_seconds=settings.publish_flush_timeout_seconds,
-    )
+    publisher = kafka_publisher(settings)
     _serve(create_app(settings, config, publisher), args.host, args.port, settings.log_level)
     return 0
 

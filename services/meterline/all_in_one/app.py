@@ -31,7 +31,7 @@ from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource, KafkaSource, MessageSource
 from meterline.consumer.write import ClickHouseWriter
 from meterline.ingress.app import create_app as create_ingress_app
-from meterline.ingress.publisher import BusPublisher, KafkaPublisher, UsagePublisher
+from meterline.ingress.publisher import BusPublisher, UsagePublisher, kafka_publisher
 from meterline.ingress.settings import IngressSettings
 from meterline.query.app import create_app as create_query_app
 from meterline.query.settings import QuerySettings
@@ -64,7 +64,7 @@ class AllInOne:
         self.bus = InProcessBus(common.usage_topic)
         publisher: UsagePublisher
         if common.kafka_bootstrap_servers:
-            publisher = KafkaPublisher(common.kafka_bootstrap_servers, common.usage_topic)
+            publisher = kafka_publisher(settings.ingress)
         else:
             publisher = BusPublisher(self.bus)
         self.ingress: FastAPI = create_ingress_app(settings.ingress, config, publisher)

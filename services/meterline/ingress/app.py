@@ -17,7 +17,7 @@ from meterline.common.config import GatewayConfig, KeyRing
 from meterline.ingress.deps import Gateway
 from meterline.ingress.errors import install_error_handlers
 from meterline.ingress.providers.openai_wire import OpenAIWire
-from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.publisher import UsagePublisher, prometheus_text
 from meterline.ingress.routers import chat_completions
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
@@ -72,5 +72,12 @@ def create_app(
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Publisher counters (sent, buffered, spooled, dropped) for Prometheus."""
+        return Response(
+            prometheus_text(publisher.metrics()), media_type="text/plain; version=0.0.4"
+        )
 
     return app

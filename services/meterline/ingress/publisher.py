@@ -4,15 +4,21 @@
 and must never block, fail or slow the caller. Every implementation keeps that promise.
 
 - ``KafkaPublisher``: the distributed mode. Events wait in a bounded in-memory buffer that a
-  background task drains into an idempotent aiokafka producer; failed sends go back to the
-  front of the buffer and are retried with back-off, so a Kafka outage costs memory, not
-  requests. Beyond the bound events are dropped and counted (``dropped``); spooling them to
-  a local file instead is the job of ``_overflow`` (a later issue).
+  background task drains into an idempotent aiokafka producer (``acks=all``); failed sends
+  go back to the front of the buffer and are retried with back-off. When the buffer is full,
+  or Kafka is down (a connection fails, a send fails, or nothing was acknowledged for
+  ``stall_seconds``), events go to the local spool (``spool.py``) instead: it survives a
+  restart, is replayed when Kafka is back, and only past its disk limit are events dropped,
+  with an ERROR log and the ``dropped`` counter.
 - ``BusPublisher``: the embedded mode's in-process bus.
 - ``MemoryPublisher``: a list, for tests.
 
-Delivery: at-least-once up to the bound. A send whose acknowledgement was lost is sent
-again, so Kafka may hold an event twice; the consumer drops repeats by event id.
+Delivery: at-least-once up to the spool's disk limit. A send whose acknowledgement was lost
+is sent again, and a spool segment half sent before a restart is sent again from its start,
+so Kafka may hold an event twice; the consumer drops repeats by event id. What a crash
+loses: events in memory that were not yet spooled. While Kafka is healthy that is the few
+milliseconds of events waiting for their acknowledgement; once it is seen down, new events
+go to disk first. A graceful stop (SIGTERM) spools whatever Kafka did not take in time.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
@@ -30,6 +37,8 @@ from aiokafka import AIOKafkaProducer
 from meterline.common.bus import InProcessBus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
+from meterline.ingress.settings import IngressSettings
+from meterline.ingress.spool import Spool
 
 log = logging.getLogger("meterline.ingress.publisher")
 
@@ -46,6 +55,10 @@ class UsagePublisher(Protocol):
 
     async def stop(self) -> None:
         """Deliver what is buffered (within the implementation's time limit), then close."""
+        ...
+
+    def metrics(self) -> Mapping[str, int]:
+        """Counters and gauges by the names in ``METRICS``."""
         ...
 
 
@@ -70,6 +83,9 @@ class MemoryPublisher:
 
     async def stop(self) -> None:
         self.stopped = True
+
+    def metrics(self) -> Mapping[str, int]:
+        return {"sent": len(self.events)}
 
 
 class BusPublisher:
@@ -100,14 +116,69 @@ class BusPublisher:
     async def stop(self) -> None:
         pass
 
+    def metrics(self) -> Mapping[str, int]:
+        return {"sent": self.sent, "dropped": self.failed, "buffered": self._bus.pending}
+
+
+METRICS: dict[str, tuple[str, str, str]] = {
+    # key: (Prometheus name, type, help)
+    "sent": ("meterline_ingress_events_sent_total", "counter", "Usage events Kafka acknowledged."),
+    "buffered": (
+        "meterline_ingress_events_buffered",
+        "gauge",
+        "Usage events in memory, waiting for Kafka or in flight.",
+    ),
+    "spooled": (
+        "meterline_ingress_events_spooled",
+        "gauge",
+        "Usage events in the local spool that Kafka has not acknowledged yet.",
+    ),
+    "spooled_total": (
+        "meterline_ingress_events_spooled_total",
+        "counter",
+        "Usage events written to the local spool.",
+    ),
+    "spool_bytes": ("meterline_ingress_spool_bytes", "gauge", "Size of the local spool."),
+    "dropped": (
+        "meterline_ingress_events_dropped_total",
+        "counter",
+        "Usage events lost: memory and spool full, or no spool.",
+    ),
+    "failed": (
+        "meterline_ingress_publish_failures_total",
+        "counter",
+        "Sends to Kafka that failed and were retried, and events that could not be encoded.",
+    ),
+}
+
+
+def prometheus_text(metrics: Mapping[str, int]) -> str:
+    """The Prometheus text exposition format (version 0.0.4) of a publisher's metrics."""
+    lines: list[str] = []
+    for key, (name, kind, help_text) in METRICS.items():
+        if key in metrics:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines.append(f"{name} {metrics[key]}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(eq=False)
+class _Item:
+    """One record on its way to Kafka; ``segment`` is its spool segment when it was read
+    from the spool (and must be acknowledged there once Kafka took it)."""
+
+    record: Record
+    segment: int | None = None
+
 
 class KafkaPublisher:
-    """Publishes to a Kafka topic through a bounded buffer drained in the background.
+    """Publishes to a Kafka topic through a bounded buffer drained in the background, with
+    the spool behind the buffer.
 
     Counters: ``sent`` (acknowledged by Kafka), ``failed`` (send attempts that failed and
     were put back for a retry, or events that could not be encoded), ``dropped`` (events
-    lost: the buffer was full, or still held when ``stop()`` gave up), and ``buffered``
-    (waiting or in flight right now)."""
+    lost: memory and spool full, or no spool); gauges ``buffered`` (in memory or in flight
+    right now) and ``spooled`` (on disk, not yet acknowledged)."""
 
     def __init__(
         self,
@@ -121,6 +192,10 @@ class KafkaPublisher:
         client_id: str = "meterline-ingress",
         min_backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 30.0,
+        spool: Spool | None = None,
+        stall_seconds: float = 2.0,
+        request_timeout_seconds: float = 15.0,
+        metrics_log_seconds: float = 60.0,
     ):
         self._bootstrap_servers = bootstrap_servers
         self._topic = topic
@@ -132,15 +207,27 @@ class KafkaPublisher:
         self._min_backoff = min_backoff_seconds
         self._max_backoff = max_backoff_seconds
         self._backoff = min_backoff_seconds
+        self._spool = spool
+        self._stall_seconds = stall_seconds
+        self._request_timeout_ms = int(request_timeout_seconds * 1000)
+        self._metrics_log_seconds = metrics_log_seconds
+        # Records read from the spool at a time: enough to keep the producer busy, few
+        # enough that replaying a large spool never holds much of it in memory.
+        self._refill = max(1, min(max_buffered // 2, 2_000))
 
-        self._pending: deque[Record] = deque()
-        self._in_flight = 0
+        self._pending: deque[_Item] = deque()
+        self._in_flight: set[_Item] = set()
         self._wakeup = asyncio.Event()
         self._retry_at = 0.0
         self._closing = False
         self._stop_requested = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._healthy = True
+        """False from a failed connection or send, or a stall, until the next acknowledgement.
+        While False, new events go to the spool rather than memory."""
+        self._last_progress = 0.0
 
         self.sent = 0
         self.failed = 0
@@ -148,13 +235,34 @@ class KafkaPublisher:
 
     @property
     def buffered(self) -> int:
-        return len(self._pending) + self._in_flight
+        return len(self._pending) + len(self._in_flight)
+
+    @property
+    def spooled(self) -> int:
+        return self._spool.waiting if self._spool is not None else 0
+
+    def metrics(self) -> Mapping[str, int]:
+        return {
+            "sent": self.sent,
+            "buffered": self.buffered,
+            "spooled": self.spooled,
+            "spooled_total": self._spool.appended if self._spool is not None else 0,
+            "spool_bytes": self._spool.bytes if self._spool is not None else 0,
+            "dropped": self.dropped,
+            "failed": self.failed,
+        }
 
     async def start(self) -> None:
-        """Start draining. Does not wait for Kafka: if it is down now, events wait in the
-        buffer and the background task keeps trying to connect."""
-        if self._task is None:
-            self._task = asyncio.create_task(self._drain(), name="kafka-publisher")
+        """Open the spool (what an earlier run left there is sent first) and start draining.
+        Does not wait for Kafka: if it is down now, events wait in memory or on disk and the
+        background task keeps trying to connect."""
+        if self._task is not None:
+            return
+        if self._spool is not None:
+            await asyncio.to_thread(self._spool.open)
+        self._last_progress = asyncio.get_running_loop().time()
+        self._task = asyncio.create_task(self._drain(), name="kafka-publisher")
+        self._watcher = asyncio.create_task(self._watch(), name="kafka-publisher-watch")
 
     def publish(self, event: UsageEvent) -> None:
         try:
@@ -164,17 +272,18 @@ class KafkaPublisher:
             log.exception("usage event %s could not be encoded; dropped", event.event_id)
             return
         if self._closing:
-            self._overflow([record], "publish() after stop()")
-            return
-        if self.buffered >= self._max_buffered:
-            self._overflow([record], f"the buffer is full ({self._max_buffered} events)")
-            return
-        self._pending.append(record)
-        self._wakeup.set()
+            self._spill([record], "publish() after stop()")
+        elif self._spool is not None and not self._healthy:
+            self._spill([record], "Kafka is down")
+        elif self.buffered >= self._max_buffered:
+            self._spill([record], f"the buffer is full ({self._max_buffered} events)")
+        else:
+            self._pending.append(_Item(record))
+            self._wakeup.set()
 
     async def stop(self) -> None:
         """Send what is buffered, waiting at most ``flush_timeout_seconds``; whatever is
-        left after that goes to ``_overflow``."""
+        left after that goes to the spool (and stays there for the next start)."""
         self._closing = True
         self._stop_requested.set()
         self._wakeup.set()
@@ -195,27 +304,89 @@ class KafkaPublisher:
                 await asyncio.wait_for(producer.stop(), self._flush_timeout)
             except Exception:
                 log.exception("the Kafka producer did not stop cleanly")
-        if self._pending:
-            left = list(self._pending)
-            self._pending.clear()
-            self._overflow(left, "Kafka did not take them before shutdown")
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        # Records read from the spool are still in their segment; only memory needs saving.
+        left = [i.record for i in (*self._pending, *self._in_flight) if i.segment is None]
+        self._pending.clear()
+        self._in_flight.clear()
+        if left:
+            self._spill(left, "Kafka did not take them before shutdown")
+        if self._spool is not None:
+            self._spool.close()
+            if self._spool.waiting:
+                log.warning(
+                    "%d usage events stay in the spool %s until the next start",
+                    self._spool.waiting,
+                    self._spool.directory,
+                )
+        self._log_metrics()
 
-    def _overflow(self, records: Sequence[Record], reason: str) -> None:
-        """Events that cannot wait in memory. Disk spooling (append them to a local file,
-        replay it when Kafka is back) goes here; until then they are counted as lost."""
-        # Once per thousand: an outage must not turn into a log flood.
-        if self.dropped // 1000 != (self.dropped + len(records)) // 1000 or not self.dropped:
-            log.error("dropping usage events: %s (%d dropped so far)", reason, self.dropped)
-        self.dropped += len(records)
+    def _spill(self, records: Sequence[Record], reason: str) -> None:
+        """Records that cannot wait in memory: to the spool, or dropped past its limit."""
+        written = 0
+        if self._spool is not None:
+            try:
+                written = self._spool.append(records)
+            except OSError:
+                log.exception("writing to the spool %s failed", self._spool.directory)
+            if written:
+                self._wakeup.set()
+        if written < len(records):
+            limit = "no spool" if self._spool is None else "the spool is full"
+            self._drop(len(records) - written, f"{reason}, {limit}")
+
+    def _drop(self, count: int, reason: str) -> None:
+        # The first drop and then one line per thousand: loud, but an outage must not turn
+        # into a log flood.
+        if not self.dropped or self.dropped // 1000 != (self.dropped + count) // 1000:
+            log.error("DROPPING usage events: %s (%d dropped so far)", reason, self.dropped + count)
+        self.dropped += count
+
+    def _set_unhealthy(self, reason: str) -> None:
+        """Kafka is down or stuck: spool what waits in memory, and send new events there."""
+        if not self._healthy:
+            return
+        self._healthy = False
+        log.warning(
+            "Kafka at %s is not taking usage events (%s); %s",
+            self._bootstrap_servers,
+            reason,
+            "spooling them to disk" if self._spool is not None else "buffering them in memory",
+        )
+        if self._spool is None:
+            return
+        memory = [item for item in self._pending if item.segment is None]
+        if not memory:
+            return
+        try:
+            written = self._spool.append([item.record for item in memory])
+        except OSError:
+            log.exception("writing to the spool %s failed", self._spool.directory)
+            return
+        # The spooled ones come back through the spool; the rest (spool full) stay here.
+        spooled = {id(item) for item in memory[:written]}
+        self._pending = deque(item for item in self._pending if id(item) not in spooled)
+
+    def _set_healthy(self) -> None:
+        if not self._healthy:
+            log.info("Kafka at %s takes usage events again", self._bootstrap_servers)
+        self._healthy = True
 
     async def _connect(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             client_id=self._client_id,
+            # Idempotence (which implies acks=all): the producer's own retries never write
+            # a record twice, and an acknowledged record is on every in-sync replica.
             enable_idempotence=True,
             acks="all",
             compression_type="lz4",
             linger_ms=self._linger_ms,
+            request_timeout_ms=self._request_timeout_ms,
         )
         try:
             await producer.start()
@@ -227,66 +398,96 @@ class KafkaPublisher:
             raise
         return producer
 
+    async def _wait_stop(self, seconds: float) -> None:
+        """Sleep, but wake at once when stop() is called."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            if self._closing and self._spool is not None and not self._healthy:
+                # Kafka is down: stop() moves what is in memory to the spool at once.
+                return
             if self._producer is None:
                 try:
                     self._producer = await self._connect()
                     self._backoff = self._min_backoff
+                    self._last_progress = loop.time()
                 except Exception as error:
                     if self._closing:
                         return
+                    self._set_unhealthy(f"connecting failed: {error}")
                     log.warning(
-                        "Kafka at %s unavailable (%s); %d usage events buffered, retrying",
+                        "Kafka at %s unavailable (%s); %d usage events buffered, "
+                        "%d spooled, retrying",
                         self._bootstrap_servers,
                         error,
                         self.buffered,
+                        self.spooled,
                     )
                     # Woken early by stop(), which then gets one last connection attempt.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop_requested.wait(), self._next_backoff())
+                    await self._wait_stop(self._next_backoff())
                     continue
+            delay = self._retry_at - loop.time()
+            if delay > 0:
+                await self._wait_stop(delay)
+                continue
+            if (
+                self._spool is not None
+                and not self._closing
+                and self.buffered < self._refill
+                and self._spool.waiting
+            ):
+                for record, segment in self._spool.read(self._refill):
+                    self._pending.append(_Item(record, segment))
             if not self._pending:
-                if self._closing and self._in_flight == 0:
+                if self._closing and not self._in_flight:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
-            delay = self._retry_at - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                continue
-            record = self._pending.popleft()
-            self._in_flight += 1
+            item = self._pending.popleft()
+            if not self._in_flight:
+                self._last_progress = loop.time()
+            self._in_flight.add(item)
             try:
                 # Returns once the record is in the producer's batch; the future resolves
                 # when Kafka acknowledges it.
-                delivery = await self._producer.send(self._topic, key=record[0], value=record[1])
+                delivery = await self._producer.send(
+                    self._topic, key=item.record[0], value=item.record[1]
+                )
             except asyncio.CancelledError as error:
-                self._put_back(record, error)
+                self._put_back(item, error)
                 raise
             except Exception as error:  # no metadata for the topic, producer closed, ...
-                self._put_back(record, error)
+                self._put_back(item, error)
                 continue
-            delivery.add_done_callback(partial(self._delivered, record))
+            delivery.add_done_callback(partial(self._delivered, item))
 
-    def _delivered(self, record: Record, delivery: asyncio.Future[object]) -> None:
+    def _delivered(self, item: _Item, delivery: asyncio.Future[object]) -> None:
+        if item not in self._in_flight:
+            return  # stop() gave up on it and saved it already
         if delivery.cancelled():
-            self._put_back(record, asyncio.CancelledError())
+            self._put_back(item, asyncio.CancelledError())
         elif (error := delivery.exception()) is not None:
-            self._put_back(record, error)
+            self._put_back(item, error)
         else:
-            self._in_flight -= 1
+            self._in_flight.discard(item)
             self.sent += 1
+            if item.segment is not None and self._spool is not None:
+                self._spool.acknowledge(item.segment)
             self._backoff = self._min_backoff
-            if self._closing and not self.buffered:
+            self._last_progress = asyncio.get_running_loop().time()
+            self._set_healthy()
+            if not self.buffered or (self._spool is not None and self._spool.waiting):
                 self._wakeup.set()
 
-    def _put_back(self, record: Record, error: BaseException) -> None:
-        self._in_flight -= 1
+    def _put_back(self, item: _Item, error: BaseException) -> None:
+        self._in_flight.discard(item)
         self.failed += 1
-        self._pending.appendleft(record)
+        self._pending.appendleft(item)
+        self._set_unhealthy(f"a send failed: {error!r}")
         loop = asyncio.get_running_loop()
         if self._retry_at <= loop.time():
             log.warning("sending a usage event to Kafka failed (%r); retrying", error)
@@ -297,3 +498,41 @@ class KafkaPublisher:
         backoff = self._backoff
         self._backoff = min(self._backoff * 2, self._max_backoff)
         return backoff
+
+    async def _watch(self) -> None:
+        """Notice a Kafka that stopped acknowledging (its sends only fail much later), and
+        log the counters now and then while anything is buffered, spooled or dropped."""
+        loop = asyncio.get_running_loop()
+        next_log = loop.time() + self._metrics_log_seconds
+        dropped_at_last_log = self.dropped
+        while True:
+            await asyncio.sleep(min(0.25, self._stall_seconds / 4))
+            now = loop.time()
+            if self._in_flight and now - self._last_progress > self._stall_seconds:
+                self._set_unhealthy(f"nothing acknowledged for {self._stall_seconds:g}s")
+            if now >= next_log:
+                next_log = now + self._metrics_log_seconds
+                if self.buffered or self.spooled or self.dropped != dropped_at_last_log:
+                    dropped_at_last_log = self.dropped
+                    self._log_metrics()
+
+    def _log_metrics(self) -> None:
+        metrics = self.metrics()
+        log.info("usage events: %s", ", ".join(f"{k}={v}" for k, v in metrics.items()))
+
+
+def kafka_publisher(settings: IngressSettings) -> KafkaPublisher:
+    """The publisher ``meterline ingress`` (and all-in-one on Kafka) runs with."""
+    if not settings.kafka_bootstrap_servers:
+        raise ValueError("a Kafka publisher needs KAFKA_BOOTSTRAP_SERVERS")
+    spool = None
+    if settings.ingress_spool_max_bytes:
+        spool = Spool(settings.resolved_spool_dir(), settings.ingress_spool_max_bytes)
+    return KafkaPublisher(
+        settings.kafka_bootstrap_servers,
+        settings.usage_topic,
+        max_buffered=settings.publish_buffer_events,
+        flush_timeout_seconds=settings.publish_flush_timeout_seconds,
+        spool=spool,
+        stall_seconds=settings.publish_stall_seconds,
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from meterline.common.settings import CommonSettings
@@ -22,7 +24,18 @@ class IngressSettings(CommonSettings):
     upstream_max_keepalive_connections: int = Field(default=200, ge=0)
     upstream_keepalive_expiry_seconds: float = Field(default=60.0, ge=0)
     publish_buffer_events: int = Field(default=100_000, gt=0)
-    """Usage events held in memory while Kafka is slow or down; beyond it they are dropped
-    (and counted) until disk spooling exists."""
+    """Usage events held in memory while Kafka is slow; beyond it they go to the spool."""
     publish_flush_timeout_seconds: float = Field(default=10.0, ge=0)
     """On shutdown, how long to wait for buffered events to reach Kafka."""
+    publish_stall_seconds: float = Field(default=2.0, gt=0)
+    """Kafka acknowledging nothing for this long counts as down: new events go to the spool
+    (which survives a restart) rather than memory until it acknowledges again."""
+    ingress_spool_dir: Path | None = None
+    """Where events wait on disk while Kafka is down or the buffer is full. Unset:
+    ``<data_dir>/ingress-spool``. One ingress process per directory."""
+    ingress_spool_max_bytes: int = Field(default=1 << 30, ge=0)
+    """Disk the spool may use; past it events are dropped, with an ERROR log and the
+    ``meterline_ingress_events_dropped_total`` metric. 0 turns the spool off."""
+
+    def resolved_spool_dir(self) -> Path:
+        return self.ingress_spool_dir or self.data_dir / "ingress-spool"
