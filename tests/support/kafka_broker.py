@@ -170,6 +170,9 @@ class LocalKafkaBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
+            # Crash tests restart consumers with short sessions, so the group hands a killed
+            # member's partitions on in a second or two rather than the default minimum 6 s.
+            "group.min.session.timeout.ms": "1000",
             # After a kill() the controller refuses the new incarnation of node 1 until the old
             # one's session expires (default 9 s); a short session keeps crash tests quick.
             "broker.session.timeout.ms": "3000",

@@ -121,7 +121,10 @@ class AllInOne:
         kafka_dead_letter: KafkaDeadLetter | None = None
         if settings.kafka_bootstrap_servers:
             source = KafkaSource(
-                settings.kafka_bootstrap_servers, settings.usage_topic, settings.consumer_group
+                settings.kafka_bootstrap_servers,
+                settings.usage_topic,
+                settings.consumer_group,
+                settings.kafka_session_timeout_ms,
             )
             kafka_dead_letter = KafkaDeadLetter(
                 settings.kafka_bootstrap_servers, settings.dead_letter_topic

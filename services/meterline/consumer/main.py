@@ -31,7 +31,10 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
     try:
         pipeline = Pipeline(
             source=KafkaSource(
-                settings.kafka_bootstrap_servers, settings.usage_topic, settings.consumer_group
+                settings.kafka_bootstrap_servers,
+                settings.usage_topic,
+                settings.consumer_group,
+                settings.kafka_session_timeout_ms,
             ),
             codec=UsageEventCodec(),
             enricher=Enricher(GenaiPrices(config.price_aliases()), config),

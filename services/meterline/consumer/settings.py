@@ -16,6 +16,9 @@ class ConsumerSettings(CommonSettings):
     """...or when its oldest row is this old, whichever comes first."""
     dedupe_window_events: int = Field(default=1_000_000, ge=0)
     """How many recent event ids the consumer remembers to drop producer-side repeats."""
+    kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
+    """How long the group waits for a member that stopped heartbeating (a crash) before
+    handing its partitions to the others; the broker bounds it (group.min/max.session...)."""
     insert_retry_max_seconds: float = Field(default=30.0, gt=0)
     """Longest pause between two attempts at an insert that failed."""
     dead_letter_breaker_ratio: float = Field(default=0.5, gt=0, le=1)

@@ -60,10 +60,13 @@ class KafkaSource:
     """An aiokafka consumer group member with auto-commit off: offsets are committed by
     the pipeline only after ClickHouse accepted the rows they cover."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, group_id: str):
+    def __init__(
+        self, bootstrap_servers: str, topic: str, group_id: str, session_timeout_ms: int = 10_000
+    ):
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._group_id = group_id
+        self._session_timeout_ms = session_timeout_ms
         self._consumer: object | None = None
 
     async def start(self) -> None:
@@ -75,6 +78,8 @@ class KafkaSource:
             group_id=self._group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            session_timeout_ms=self._session_timeout_ms,
+            heartbeat_interval_ms=max(100, self._session_timeout_ms // 3),
             # Large fetches: the consumer's throughput comes from big batches.
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
