@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 DEFAULT_PORTS = {"all-in-one": 8080, "ingress": 8080, "query": 8081, "simulator": 8090}
@@ -94,6 +95,33 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     settings = CommonSettings()
     applied = migrate(connect(settings.resolved_clickhouse_url(), settings.clickhouse_database))
     print("\n".join(f"applied {name}" for name in applied) or "nothing to apply")
+    return 0
+
+
+def cmd_rollups(args: argparse.Namespace) -> int:
+    from meterline.common.clickhouse import connect
+    from meterline.common.config import GatewayConfig
+    from meterline.consumer.rebuild import RebuildError, rebuild
+    from meterline.consumer.settings import ConsumerSettings
+
+    settings = ConsumerSettings()
+    enricher = None
+    if args.reprice:
+        from meterline.common.pricing import GenaiPrices
+        from meterline.consumer.enrich import Enricher
+
+        config = _load_config(settings.config_file)
+        assert isinstance(config, GatewayConfig)
+        enricher = Enricher(GenaiPrices(config.price_aliases()), config)
+    client = connect(settings.resolved_clickhouse_url(), settings.clickhouse_database)
+    try:
+        result = rebuild(client, args.from_date, args.to_date, enricher)
+    except RebuildError as error:
+        raise SystemExit(f"rollups rebuild: {error}") from None
+    if args.reprice:
+        print(f"re-priced {result.repriced} raw events")
+    for table, rows in result.rollups.items():
+        print(f"{table}: {rows} rows for {args.from_date}..{args.to_date}")
     return 0
 
 
@@ -197,6 +225,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="apply ClickHouse migrations").set_defaults(
         handler=cmd_migrate
     )
+
+    rollups = commands.add_parser("rollups", help="maintain the rollup tables")
+    rollups_actions = rollups.add_subparsers(dest="action", required=True)
+    rebuild = rollups_actions.add_parser(
+        "rebuild",
+        help="recompute the rollups of a range of UTC days from the raw events",
+        description="Recompute every rollup for the UTC days FROM..TO (inclusive) from the raw "
+        "events; with --reprice, price the raw events again first (unknown prices, changed "
+        "overrides). Reports over the range read nothing while it runs; rebuild days that no "
+        "longer receive events, or stop the consumers first.",
+    )
+    rebuild.add_argument("--from", dest="from_date", type=date.fromisoformat, required=True)
+    rebuild.add_argument("--to", dest="to_date", type=date.fromisoformat, required=True)
+    rebuild.add_argument(
+        "--reprice", action="store_true", help="re-price the raw events with current prices"
+    )
+    rollups.set_defaults(handler=cmd_rollups)
 
     demo = commands.add_parser("demo", help="end-to-end demo on the embedded default")
     demo.add_argument("--requests", type=int, default=300)
