@@ -16,9 +16,11 @@ from starlette.responses import Response
 from meterline.common.config import GatewayConfig, KeyRing
 from meterline.ingress.deps import Gateway
 from meterline.ingress.errors import install_error_handlers
+from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
+from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.publisher import UsagePublisher, prometheus_text
-from meterline.ingress.routers import chat_completions
+from meterline.ingress.routers import chat_completions, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 
@@ -46,13 +48,16 @@ def create_app(
         await publisher.start()
         try:
             async with upstream_client(settings) as client:
+                upstream = Upstream(client, settings, publisher)
                 app.state.gateway = Gateway(
                     settings=settings,
                     config=config,
                     keys=KeyRing(config),
                     chat_router=Router(config, wire="openai"),
-                    openai=OpenAIWire(client, settings, publisher),
+                    openai=OpenAIWire(upstream),
                     publisher=publisher,
+                    messages_router=Router(config, wire="anthropic"),
+                    anthropic=AnthropicWire(upstream),
                 )
                 yield
         finally:
@@ -68,6 +73,9 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(chat_completions.router)
+    app.include_router(responses.router)
+    app.include_router(messages.router)
+    app.include_router(models.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

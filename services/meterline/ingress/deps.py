@@ -14,6 +14,7 @@ from fastapi import Request
 
 from meterline.common.config import GatewayConfig, KeyRing, TeamConfig
 from meterline.ingress.errors import BadRequest, PayloadTooLarge, Unauthorized
+from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.publisher import UsagePublisher
 from meterline.ingress.routing import Router
@@ -28,8 +29,12 @@ class Gateway:
     config: GatewayConfig
     keys: KeyRing
     chat_router: Router
+    """Routes to providers speaking the OpenAI wire: Chat Completions and Responses."""
     openai: OpenAIWire
     publisher: UsagePublisher
+    messages_router: Router
+    """Routes to providers speaking the Anthropic wire: Messages."""
+    anthropic: AnthropicWire
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,11 +1,14 @@
-"""Errors the ingress answers with, all in OpenAI's error format:
-``{"error": {"message", "type", "param", "code"}}`` (the SDKs read ``message`` and ``code``).
+"""Errors the ingress answers with, in the format of the API surface that was called:
+OpenAI's ``{"error": {"message", "type", "param", "code"}}`` (the SDKs read ``message`` and
+``code``) everywhere, except Anthropic's ``{"type": "error", "error": {"type", "message"}}``
+under ``/v1/messages``, whose SDK reads that.
 
 Routes raise these; one handler turns each into its status and body."""
 
 from __future__ import annotations
 
 import json
+from typing import Final
 
 from fastapi import FastAPI, Request
 from starlette.exceptions import HTTPException
@@ -36,6 +39,50 @@ def error_response(
     )
 
 
+ANTHROPIC_SURFACE: Final = "/v1/messages"
+
+ANTHROPIC_ERROR_TYPES: Final[dict[int, str]] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def anthropic_error_type(status: int) -> str:
+    return ANTHROPIC_ERROR_TYPES.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
+
+
+def anthropic_error_body(status: int, message: str) -> bytes:
+    payload = {"type": "error", "error": {"type": anthropic_error_type(status), "message": message}}
+    return json.dumps(payload, ensure_ascii=False).encode()
+
+
+def anthropic_error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        anthropic_error_body(status, message),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def is_anthropic_surface(request: Request) -> bool:
+    path: str = request.url.path
+    return path == ANTHROPIC_SURFACE or path.startswith(ANTHROPIC_SURFACE + "/")
+
+
 class GatewayError(Exception):
     """An answer the gateway gives itself (not the provider's)."""
 
@@ -53,6 +100,9 @@ class GatewayError(Exception):
             self.status, self.message, self.type, param=self.param, code=self.code
         )
 
+    def anthropic_response(self) -> Response:
+        return anthropic_error_response(self.status, self.message)
+
 
 class BadRequest(GatewayError):
     status = 400
@@ -65,6 +115,11 @@ class Unauthorized(GatewayError):
 
     def response(self) -> Response:
         response = super().response()
+        response.headers["www-authenticate"] = "Bearer"
+        return response
+
+    def anthropic_response(self) -> Response:
+        response = super().anthropic_response()
         response.headers["www-authenticate"] = "Bearer"
         return response
 
@@ -89,20 +144,24 @@ class UpstreamTimeout(GatewayError):
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, GatewayError)
+        if is_anthropic_surface(request):
+            return error.anthropic_response()
         return error.response()
 
     async def http_error(request: Request, error: Exception) -> Response:
         # Unknown paths and wrong methods answer in the same format as everything else.
         assert isinstance(error, HTTPException)
+        headers = dict(error.headers) if error.headers else None
+        if is_anthropic_surface(request):
+            return anthropic_error_response(error.status_code, str(error.detail), headers)
         return error_response(
-            error.status_code,
-            str(error.detail),
-            "invalid_request_error",
-            headers=dict(error.headers) if error.headers else None,
+            error.status_code, str(error.detail), "invalid_request_error", headers=headers
         )
 
     async def unexpected(request: Request, error: Exception) -> Response:
         # Starlette re-raises after this answer, so the server logs the traceback once.
+        if is_anthropic_surface(request):
+            return anthropic_error_response(500, "internal gateway error")
         return error_response(500, "internal gateway error", "server_error")
 
     app.add_exception_handler(GatewayError, gateway_error)

@@ -13,6 +13,29 @@ OpenAI                                      event
 ``completion_tokens_details.reasoning_tokens`` ``reasoning_tokens``
 =========================================== ======================
 
+The Responses API counts the same way under other names (``input_tokens``,
+``input_tokens_details.cached_tokens``, ``output_tokens``,
+``output_tokens_details.reasoning_tokens``). Some OpenAI-compatible servers also report
+``cache_write_tokens`` beside ``cached_tokens``, as parts of the whole prompt.
+
+Anthropic counts cache reads and writes *beside* ``input_tokens``, so the event's input is
+the sum of the three:
+
+========================================================= ==================================
+Anthropic                                                 event
+========================================================= ==================================
+``input_tokens + cache_read_input_tokens``
+``+ cache_creation_input_tokens``                         ``input_tokens``
+``cache_read_input_tokens``                               ``cached_input_tokens``
+``cache_creation_input_tokens``                           ``cache_creation_input_tokens``
+``cache_creation.ephemeral_1h_input_tokens``              ``cache_creation_1h_input_tokens``
+``output_tokens``                                         ``output_tokens``
+``output_tokens_details.thinking_tokens``                 ``reasoning_tokens``
+========================================================= ==================================
+
+The 5-minute writes are the rest of ``cache_creation_input_tokens``; the two kinds are priced
+differently.
+
 The provider's usage object is kept verbatim as JSON so prices can be recomputed later.
 """
 
@@ -54,8 +77,65 @@ def from_openai_usage(usage: object) -> Usage | None:
         # the provider said.
         cached_input_tokens=min(cached, input_tokens),
         reasoning_tokens=min(reasoning, output_tokens),
-        raw=json.dumps(usage, separators=(",", ":"), ensure_ascii=False),
+        raw=_raw(usage),
     )
+
+
+def from_responses_usage(usage: object) -> Usage | None:
+    """The ``usage`` object of a Responses API ``response``; None when there is none."""
+    if not isinstance(usage, dict):
+        return None
+    input_tokens = _count(usage.get("input_tokens"))
+    output_tokens = _count(usage.get("output_tokens"))
+    cached = min(_count(_detail(usage, "input_tokens_details", "cached_tokens")), input_tokens)
+    written = _count(_detail(usage, "input_tokens_details", "cache_write_tokens"))
+    reasoning = _count(_detail(usage, "output_tokens_details", "reasoning_tokens"))
+    return Usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached,
+        cache_creation_input_tokens=min(written, input_tokens - cached),
+        reasoning_tokens=min(reasoning, output_tokens),
+        raw=_raw(usage),
+    )
+
+
+def from_anthropic_usage(usage: object) -> Usage | None:
+    """An Anthropic ``usage`` object (of a message, or ``message_start`` merged with the
+    ``message_delta`` usage of a stream); None when there is none."""
+    if not isinstance(usage, dict):
+        return None
+    read = _count(usage.get("cache_read_input_tokens"))
+    split_5m = _count(_detail(usage, "cache_creation", "ephemeral_5m_input_tokens"))
+    split_1h = _count(_detail(usage, "cache_creation", "ephemeral_1h_input_tokens"))
+    # The total when given; the split's sum when only the split is (it is the same number).
+    written = _count(usage.get("cache_creation_input_tokens")) or split_5m + split_1h
+    output_tokens = _count(usage.get("output_tokens"))
+    thinking = _count(_detail(usage, "output_tokens_details", "thinking_tokens"))
+    return Usage(
+        input_tokens=_count(usage.get("input_tokens")) + read + written,
+        output_tokens=output_tokens,
+        cached_input_tokens=read,
+        cache_creation_input_tokens=written,
+        cache_creation_1h_input_tokens=min(split_1h, written),
+        reasoning_tokens=min(thinking, output_tokens),
+        raw=_raw(usage),
+    )
+
+
+def merge_anthropic_usage(start: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """A stream's usage: ``message_start`` has the input side (and an early output count);
+    each ``message_delta`` carries cumulative counts that replace what came before. Counts
+    the delta leaves out or sends as null keep their earlier value."""
+    merged = dict(start)
+    for name, value in delta.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(merged.get(name), dict):
+            merged[name] = {**merged[name], **value}
+        else:
+            merged[name] = value
+    return merged
 
 
 def from_openai_completion(completion: object) -> tuple[Usage | None, str | None]:
@@ -74,6 +154,10 @@ def first_finish_reason(completion_or_chunk: dict[str, Any]) -> str | None:
             reason: str = choice["finish_reason"]
             return reason
     return None
+
+
+def _raw(usage: dict[str, Any]) -> str:
+    return json.dumps(usage, separators=(",", ":"), ensure_ascii=False)
 
 
 def _detail(usage: dict[str, Any], details: str, name: str) -> object:

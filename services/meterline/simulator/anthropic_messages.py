@@ -2,9 +2,10 @@
 (``message_start`` ... ``message_stop``).
 
 Anthropic's ``input_tokens`` excludes cache reads and writes, which are reported beside it
-(``cache_read_input_tokens``, ``cache_creation_input_tokens`` and its 5m/1h split). A stream
-reports the input side in ``message_start`` (with ``output_tokens: 1``) and the final
-``output_tokens`` in ``message_delta``. Requires the ``anthropic-version`` header and
+(``cache_read_input_tokens``, ``cache_creation_input_tokens`` and its 5m/1h split); thinking
+tokens are part of ``output_tokens`` and reported in ``output_tokens_details``. A stream
+reports the input side in ``message_start`` (with ``output_tokens: 1``) and the final,
+cumulative counts in ``message_delta``. Requires the ``anthropic-version`` header and
 ``max_tokens``; errors use Anthropic's ``{"type": "error", "error": {...}}`` shape.
 """
 
@@ -39,7 +40,7 @@ TOOL_TRIGGER = "call a tool"
 
 
 def usage_body(result: Plan) -> dict[str, Any]:
-    return {
+    usage: dict[str, Any] = {
         "input_tokens": result.uncached_input_tokens,
         "cache_creation_input_tokens": result.cache_write_tokens,
         "cache_read_input_tokens": result.cache_read_tokens,
@@ -50,6 +51,17 @@ def usage_body(result: Plan) -> dict[str, Any]:
         "output_tokens": result.output_tokens,
         "service_tier": "standard",
     }
+    if result.reasoning_tokens:
+        # Part of output_tokens, as the API reports it for models that think.
+        usage["output_tokens_details"] = {"thinking_tokens": result.reasoning_tokens}
+    return usage
+
+
+def _delta_usage(result: Plan) -> dict[str, Any]:
+    """``message_delta`` usage: cumulative counts, the input side repeated as the API does."""
+    usage = usage_body(result)
+    del usage["cache_creation"], usage["service_tier"]
+    return usage
 
 
 def _cache_breakpoints(body: dict[str, Any]) -> tuple[int, int]:
@@ -211,7 +223,7 @@ def _stream(
         {
             "type": "message_delta",
             "delta": {"stop_reason": stop_reason, "stop_sequence": result.stop_sequence},
-            "usage": {"output_tokens": result.output_tokens},
+            "usage": _delta_usage(result),
         }
     )
     emit({"type": "message_stop"})

@@ -133,8 +133,16 @@ def gateway_config(simulator_url: str, keys: dict[str, str]) -> GatewayConfig:
                     "base_url": f"{simulator_url}/v1",
                     "api_key_env": SYSTEM_KEY_ENV,
                     "timeout_seconds": 1,
+                    "models": ["gpt-4o", "o4-mini"],
                 },
-                {"slug": "anthropic", "wire": "anthropic", "base_url": simulator_url},
+                {
+                    "slug": "anthropic",
+                    "wire": "anthropic",
+                    "base_url": simulator_url,
+                    "api_key_env": SYSTEM_KEY_ENV,
+                    "timeout_seconds": 1,
+                    "models": ["claude-sonnet-4-6", "claude-haiku-4-5"],
+                },
                 # Nothing listens on port 9 of the loopback interface.
                 {"slug": "down", "base_url": "http://127.0.0.1:9/v1"},
             ],

@@ -1,0 +1,449 @@
+"""Forwarding one request to a provider and metering the answer, whatever the wire format.
+
+What differs between wire formats (how errors look, where usage is) is a ``Dialect``; what
+a stream carries is read by a ``StreamScanner``. Everything else is the same for every
+surface: one pooled client, the timeouts, which failures are recorded (the provider got the
+request and may bill it) and which are not (nothing reached it), the event id header, and
+publishing after the caller has its answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+from typing import Any, Final, Protocol
+
+import anyio
+import httpx
+from starlette.responses import Response
+
+from meterline.common.config import ProviderConfig
+from meterline.ingress.metering import (
+    EVENT_ID_HEADER,
+    MeteredResponse,
+    MeteredStreamingResponse,
+    RequestRecord,
+    publish,
+)
+from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.settings import IngressSettings
+from meterline.ingress.usage import Usage
+
+log = logging.getLogger("meterline.ingress.upstream")
+
+PASSED_THROUGH_HEADERS: Final = frozenset(
+    {b"retry-after", b"retry-after-ms", b"x-request-id", b"request-id"}
+)
+"""Provider response headers the client gets: when to retry, and the provider's request id
+for support tickets (``x-request-id`` from OpenAI, ``request-id`` from Anthropic). Rate-limit
+headers describe the gateway's shared account, not the caller's, so they stay behind."""
+
+_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
+MAX_SCAN_TAIL: Final = 1 << 20
+"""Longest unfinished event kept for scanning when nothing has to be rewritten."""
+
+
+class Dialect(Protocol):
+    """How one wire format writes errors and usage."""
+
+    def error_body(self, status: int, message: str, code: str) -> bytes:
+        """An error the gateway answers itself, in this format."""
+        ...
+
+    def stream_error(self, message: str, code: str) -> bytes:
+        """An error event ending a stream that already has its 200."""
+        ...
+
+    def is_error(self, payload: dict[str, Any]) -> bool:
+        """Whether a provider's error body is already in this format."""
+        ...
+
+    def answer(self, payload: dict[str, Any]) -> tuple[Usage | None, str | None]:
+        """Usage and finish reason of a whole successful answer."""
+        ...
+
+    def error_type(self, payload: dict[str, Any], default: str) -> str:
+        """The most specific name for the error in a provider's error body."""
+        ...
+
+
+class StreamScanner(Protocol):
+    """Follows a stream chunk by chunk and records usage, finish reason and errors."""
+
+    usage: Usage | None
+    finish_reason: str | None
+    error_type: str | None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The bytes to send on to the client now."""
+        ...
+
+    def finish(self) -> bytes:
+        """The end of the stream: whatever was held back."""
+        ...
+
+
+class EventScanner:
+    """A scanner that never changes the stream: it passes every chunk on at once and decodes
+    only the complete events ``wanted`` picks (a few byte searches each), which are the few
+    that carry usage, a stop reason or an error. Subclasses say what to look for."""
+
+    def __init__(self) -> None:
+        self.usage: Usage | None = None
+        self.finish_reason: str | None = None
+        self.error_type: str | None = None
+        self._tail = b""
+
+    def wanted(self, block: bytes) -> bool:
+        raise NotImplementedError
+
+    def handle(self, payload: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def feed(self, chunk: bytes) -> bytes:
+        data = self._tail + chunk if self._tail else chunk
+        end = last_event_end(data)
+        if end == 0:
+            # An oversized event is given up on rather than held in memory.
+            self._tail = data if len(data) <= MAX_SCAN_TAIL else b""
+            return chunk
+        complete, self._tail = data[:end], data[end:]
+        self._scan(complete)
+        return chunk
+
+    def finish(self) -> bytes:
+        rest, self._tail = self._tail, b""
+        if rest:
+            self._scan(rest)
+        return b""
+
+    def _scan(self, block: bytes) -> None:
+        if not self.wanted(block):
+            return
+        start = 0
+        for match in _EVENT_END.finditer(block):
+            self._event(block[start : match.end()])
+            start = match.end()
+        if start < len(block):
+            self._event(block[start:])
+
+    def _event(self, event: bytes) -> None:
+        if self.wanted(event):
+            payload = event_data(event)
+            if payload is not None:
+                self.handle(payload)
+
+
+class SseRelay:
+    """One upstream stream on its way to the client; publishes the request's event when
+    it ends, however it ends."""
+
+    def __init__(
+        self,
+        response: httpx.Response,
+        record: RequestRecord,
+        publisher: UsagePublisher,
+        scanner: StreamScanner,
+        dialect: Dialect,
+    ):
+        self._response = response
+        self._record = record
+        self._publisher = publisher
+        self._scanner = scanner
+        self._dialect = dialect
+        self._complete = False
+        self._transport_error: str | None = None
+        self._closed = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes():
+                if not chunk:
+                    continue
+                # Time to the first bytes of the answer: the provider sends its first
+                # event together with the first token.
+                self._record.mark_first_token()
+                out = self._scanner.feed(chunk)
+                if out:
+                    yield out
+            rest = self._scanner.finish()
+            if rest:
+                yield rest
+            self._complete = True
+        except httpx.TransportError as error:
+            # Too late for a status code: the client gets an error event in the stream,
+            # which the SDKs raise as an API error.
+            timed_out = isinstance(error, httpx.TimeoutException)
+            self._transport_error = "upstream_timeout" if timed_out else "upstream_connection_error"
+            message = "the provider stopped answering mid-stream"
+            yield self._dialect.stream_error(message, self._transport_error)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            # Shielded: this also runs in a task cancelled because the client went away.
+            with anyio.CancelScope(shield=True):
+                await self._response.aclose()
+        except Exception:
+            log.debug("closing the upstream stream failed", exc_info=True)
+        scanner = self._scanner
+        error_type = self._transport_error or scanner.error_type
+        if error_type is not None:
+            status = "error"
+        elif self._complete:
+            status = "success"
+        else:
+            status = "client_disconnected"
+        publish(
+            self._publisher,
+            self._record.event(
+                status=status,
+                http_status=self._response.status_code,
+                usage=scanner.usage,
+                finish_reason=scanner.finish_reason,
+                error_type=error_type,
+            ),
+        )
+
+
+class Upstream:
+    """Sends requests to providers through one shared, pooled client."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, settings: IngressSettings, publisher: UsagePublisher
+    ):
+        self._client = client
+        self._settings = settings
+        self._publisher = publisher
+        self._endpoints: dict[tuple[str, str], tuple[httpx.URL, httpx.Timeout]] = {}
+
+    async def forward(
+        self,
+        provider: ProviderConfig,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes,
+        record: RequestRecord,
+        dialect: Dialect,
+        scanner: Callable[[], StreamScanner],
+    ) -> Response:
+        """POST ``content`` to ``url`` (from ``endpoint``) and answer the client, metered."""
+        if record.streamed:
+            headers["accept"] = "text/event-stream"
+            # Compressed SSE would only cost a decompression on the way through.
+            headers["accept-encoding"] = "identity"
+        else:
+            headers["accept"] = "application/json"
+        request = self._client.build_request(
+            "POST", url, content=content, headers=headers, timeout=self.timeout(provider)
+        )
+        slug = provider.slug
+        try:
+            response = await self._client.send(request, stream=True)
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            # Nothing reached the provider: nothing to bill, so no event either.
+            return _unrecorded(
+                dialect, 504, f"provider {slug!r} could not be reached in time", "upstream_timeout"
+            )
+        except httpx.ReadTimeout:
+            return self._failed(
+                record,
+                dialect,
+                504,
+                f"provider {slug!r} did not answer in time",
+                "upstream_timeout",
+            )
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            return self._failed(
+                record,
+                dialect,
+                502,
+                f"provider {slug!r} closed the connection",
+                "upstream_connection_error",
+            )
+        except httpx.TransportError as error:
+            log.warning("provider %s unreachable: %r", slug, error)
+            return _unrecorded(
+                dialect, 502, f"provider {slug!r} is unreachable", "upstream_unreachable"
+            )
+
+        content_type, client_headers = response_headers(response, record)
+        if record.streamed and response.is_success and content_type.startswith("text/event-stream"):
+            relay = SseRelay(response, record, self._publisher, scanner(), dialect)
+            client_headers["cache-control"] = "no-cache"
+            # Tell a buffering reverse proxy (nginx) in front of the gateway to let each
+            # event through at once.
+            client_headers["x-accel-buffering"] = "no"
+            return MeteredStreamingResponse(
+                relay, response.status_code, client_headers, content_type
+            )
+
+        try:
+            answer = await response.aread()
+        except httpx.TimeoutException:
+            return self._failed(
+                record,
+                dialect,
+                504,
+                f"provider {slug!r} did not answer in time",
+                "upstream_timeout",
+            )
+        except httpx.TransportError:
+            return self._failed(
+                record,
+                dialect,
+                502,
+                f"provider {slug!r} closed the connection",
+                "upstream_connection_error",
+            )
+        finally:
+            await response.aclose()
+
+        status = response.status_code
+        if not response.is_success and not dialect.is_error(_json_object(answer)):
+            # A proxy's HTML page or a bare text error: the SDKs want their own format.
+            text = answer.decode(errors="replace").strip()[:1000]
+            answer = dialect.error_body(
+                status, f"provider {slug!r} answered {status}: {text}", f"http_{status}"
+            )
+            content_type = "application/json"
+        return MeteredResponse(
+            answer,
+            status,
+            client_headers,
+            content_type or "application/json",
+            partial(self._answered, record, dialect, status, answer),
+        )
+
+    def _answered(
+        self,
+        record: RequestRecord,
+        dialect: Dialect,
+        status: int,
+        answer: bytes,
+        delivered: bool,
+    ) -> None:
+        """After a whole answer was sent: decode it (only now, off the caller's clock) and
+        publish the event."""
+        payload = _json_object(answer)
+        if 200 <= status < 300:
+            usage, finish_reason = dialect.answer(payload)
+            event = record.event(
+                status="success" if delivered else "client_disconnected",
+                http_status=status,
+                usage=usage,
+                finish_reason=finish_reason,
+            )
+        else:
+            event = record.event(
+                status="error",
+                http_status=status,
+                error_type=dialect.error_type(payload, f"http_{status}"),
+            )
+        publish(self._publisher, event)
+
+    def _failed(
+        self, record: RequestRecord, dialect: Dialect, status: int, message: str, error_type: str
+    ) -> Response:
+        """The provider got the request but the answer was lost: the provider may bill it,
+        so it is recorded."""
+        return MeteredResponse(
+            dialect.error_body(status, message, error_type),
+            status,
+            {EVENT_ID_HEADER: record.event_id},
+            "application/json",
+            lambda delivered: publish(
+                self._publisher,
+                record.event(status="error", http_status=status, error_type=error_type),
+            ),
+        )
+
+    def endpoint(self, provider: ProviderConfig, path: str) -> httpx.URL:
+        """``path`` under the provider's base URL, built once: httpx would parse a URL
+        string again on every request."""
+        return self._cached(provider, path)[0]
+
+    def timeout(self, provider: ProviderConfig) -> httpx.Timeout:
+        return self._cached(provider, "")[1]
+
+    def _cached(self, provider: ProviderConfig, path: str) -> tuple[httpx.URL, httpx.Timeout]:
+        key = (provider.slug, path)
+        endpoint = self._endpoints.get(key)
+        if endpoint is None:
+            settings = self._settings
+            read = settings.upstream_read_timeout_seconds or provider.timeout_seconds
+            timeout = httpx.Timeout(
+                connect=settings.upstream_connect_timeout_seconds,
+                read=read,
+                write=read,
+                pool=settings.upstream_pool_timeout_seconds,
+            )
+            url = httpx.URL(provider.base_url.rstrip("/") + path)
+            endpoint = self._endpoints[key] = (url, timeout)
+        return endpoint
+
+
+def _unrecorded(dialect: Dialect, status: int, message: str, code: str) -> Response:
+    """No event, so no event id header either."""
+    return Response(
+        dialect.error_body(status, message, code), status_code=status, media_type="application/json"
+    )
+
+
+def response_headers(response: httpx.Response, record: RequestRecord) -> tuple[str, dict[str, str]]:
+    """The provider's content type, and the headers the client gets. One pass over the raw
+    headers: each ``httpx.Headers.get`` walks and decodes all of them."""
+    content_type = ""
+    headers = {EVENT_ID_HEADER: record.event_id}
+    for name, value in response.headers.raw:
+        lowered = name.lower()
+        if lowered == b"content-type":
+            content_type = value.decode("latin-1")
+        elif lowered in PASSED_THROUGH_HEADERS:
+            headers[lowered.decode()] = value.decode("latin-1")
+    return content_type, headers
+
+
+def last_event_end(data: bytes) -> int:
+    """Where the last complete event in ``data`` ends (0: none is complete). Events end
+    with a blank line; providers write ``\\n\\n``, the SSE specification also allows CRLFs."""
+    end = data.rfind(b"\n\n")
+    end = end + 2 if end >= 0 else 0
+    if b"\r" in data:
+        crlf = data.rfind(b"\r\n\r\n")
+        if crlf >= 0:
+            end = max(end, crlf + 4)
+    return end
+
+
+def event_data(event: bytes) -> dict[str, Any] | None:
+    """The JSON object in an event's ``data:`` lines, if there is one."""
+    lines = [
+        line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")
+    ]
+    if not lines:
+        return None
+    try:
+        payload = json.loads(b"\n".join(lines))
+    except ValueError:  # [DONE], or something we only pass along
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _json_object(answer: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(answer)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

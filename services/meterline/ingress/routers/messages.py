@@ -1,0 +1,88 @@
+"""``POST /v1/messages``: the Anthropic Messages API, whole or streamed.
+
+Every error on this surface is in Anthropic's format (``errors.py`` picks it by path). The
+gateway key is accepted as ``x-api-key`` (what the Anthropic SDK sends) or as
+``Authorization: Bearer``. The end user comes from the gateway's own sources first
+(``tagging.py``), then from Anthropic's ``metadata.user_id``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Request
+from starlette.responses import Response
+
+from meterline.common.events import MAX_USER_LENGTH
+from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
+from meterline.ingress.errors import BadRequest, Unauthorized
+from meterline.ingress.metering import RequestRecord
+from meterline.ingress.tagging import Attribution, take_attribution
+
+router = APIRouter()
+
+
+def authenticate_anthropic(request: Request, gateway: Gateway) -> Caller:
+    token = request.headers.get("x-api-key", "").strip()
+    if not token:
+        return authenticate(request, gateway)
+    found = gateway.keys.authenticate(token)
+    if found is None:
+        raise Unauthorized("incorrect gateway key", code="invalid_api_key")
+    team, key = found
+    return Caller(team, key.name)
+
+
+def metadata_user(body: dict[str, object], attribution: Attribution) -> Attribution:
+    if attribution.user is not None:
+        return attribution
+    metadata = body.get("metadata")
+    user = metadata.get("user_id") if isinstance(metadata, dict) else None
+    if user is None or user == "":
+        return attribution
+    if not isinstance(user, str):
+        raise BadRequest("metadata.user_id must be a string", param="metadata.user_id")
+    if len(user) > MAX_USER_LENGTH:
+        raise BadRequest(
+            f"metadata.user_id is {len(user)} characters long; the limit is {MAX_USER_LENGTH}",
+            param="metadata.user_id",
+        )
+    return Attribution(user, attribution.tags)
+
+
+async def messages(request: Request) -> Response:
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    gateway = gateway_of(request)
+    caller = authenticate_anthropic(request, gateway)
+    if not request.headers.get("anthropic-version", "").strip():
+        raise BadRequest("anthropic-version: header is required", param="anthropic-version")
+    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model: a string 'provider/model' is required", param="model")
+    history = body.get("messages")
+    if not isinstance(history, list) or not history:
+        raise BadRequest("messages: a non-empty array is required", param="messages")
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest("stream: must be a boolean", param="stream")
+    attribution = metadata_user(body, take_attribution(body, request.headers, standard_user=False))
+    route = gateway.messages_router.resolve(model, caller.team)
+    record = RequestRecord(
+        team_id=caller.team.id,
+        api_key_name=caller.key_name,
+        api_surface="messages",
+        model_requested=model,
+        model=route.model,
+        provider=route.provider.slug,
+        credential_type=route.credential.type,
+        streamed=stream,
+        user_id=attribution.user,
+        tags=attribution.tags,
+        started_at=started_at,
+        started=started,
+    )
+    return await gateway.anthropic.messages(route, body, request.headers, record)
+
+
+router.add_route("/v1/messages", messages, methods=["POST"])

@@ -1,0 +1,445 @@
+"""``POST /v1/messages`` end to end in one process: the official Anthropic SDK as the client,
+the provider simulator upstream, a MemoryPublisher for the events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from meterline.ingress.metering import EVENT_ID_HEADER
+from meterline.ingress.providers.anthropic_wire import MessagesScanner
+from meterline.simulator.usage import request_digest
+from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+
+MODEL = "anthropic/claude-sonnet-4-6"
+MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]
+VERSION = "2023-06-01"
+
+
+def client(gw: Gateway, key: str | None = None) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=gw.url, api_key=key or gw.key, max_retries=0)
+
+
+def post(gw: Gateway, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(
+        f"{gw.url}/v1/messages",
+        content=content,
+        headers={
+            "x-api-key": gw.key,
+            "anthropic-version": VERSION,
+            "content-type": "application/json",
+            **headers,
+        },
+        timeout=10,
+    )
+
+
+def assert_folded(event: Any, usage: Any) -> None:
+    """The event's usage is Anthropic's, folded into the one convention."""
+    read = usage.cache_read_input_tokens or 0
+    written = usage.cache_creation_input_tokens or 0
+    assert event.input_tokens == usage.input_tokens + read + written
+    assert event.cached_input_tokens == read
+    assert event.cache_creation_input_tokens == written
+    one_hour = usage.cache_creation.ephemeral_1h_input_tokens if usage.cache_creation else 0
+    assert event.cache_creation_1h_input_tokens == one_hour
+    assert event.output_tokens == usage.output_tokens
+    thinking = usage.output_tokens_details.thinking_tokens if usage.output_tokens_details else 0
+    assert event.reasoning_tokens == thinking
+    event.validate()
+
+
+def cached_request(writes: bool) -> dict[str, Any]:
+    """A request with a 5-minute and a 1-hour cache breakpoint that the simulator answers with
+    a cache write (or a read). The simulator decides by the request's digest, so the first
+    variant that gives the wanted kind is picked, the same one on every run."""
+    for n in range(64):
+        system: Any = [
+            {"type": "text", "text": f"Policy {n}. " * 200, "cache_control": {"type": "ephemeral"}},
+            {
+                "type": "text",
+                "text": "Glossary. " * 200,
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            },
+        ]
+        body = {"model": "claude-sonnet-4-6", "system": system, "messages": MESSAGES}
+        if (request_digest(body)[5] % 2 == 0) == writes:
+            return {"model": MODEL, "system": system, "messages": MESSAGES, "max_tokens": 512}
+    raise AssertionError("no variant found")
+
+
+def test_non_streamed_message_is_passed_through_and_metered(gw: Gateway) -> None:
+    raw = client(gw).messages.with_raw_response.create(
+        model=MODEL,
+        max_tokens=256,
+        messages=MESSAGES,
+        metadata={"user_id": "end-user-7"},
+        extra_body={"providerOptions": {"gateway": {"tags": ["feature:messages"]}}},
+    )
+    message = raw.parse()
+    [event] = gw.wait_for_events(1)
+
+    assert raw.headers[EVENT_ID_HEADER] == event.event_id
+    assert event.api_surface == "messages"
+    assert (event.team_id, event.api_key_name) == ("acme", "acme-key")
+    assert (event.model_requested, event.model, event.provider) == (
+        MODEL,
+        "claude-sonnet-4-6",
+        "anthropic",
+    )
+    assert (event.status, event.http_status, event.streamed) == ("success", 200, False)
+    assert event.finish_reason == message.stop_reason == "end_turn"
+    assert (event.user_id, event.tags) == ("end-user-7", ["feature:messages"])
+    assert_folded(event, message.usage)
+    assert json.loads(event.raw_usage) == message.usage.model_dump(exclude_none=True)
+
+    [upstream] = gw.upstream.received
+    assert upstream.path == "/v1/messages"
+    assert upstream.body["model"] == "claude-sonnet-4-6"
+    assert upstream.body["metadata"] == {"user_id": "end-user-7"}
+    assert "providerOptions" not in upstream.body
+    assert upstream.headers["x-api-key"] == SYSTEM_KEY
+    sent_version = raw.http_response.request.headers["anthropic-version"]
+    assert upstream.headers["anthropic-version"] == sent_version
+    assert "authorization" not in upstream.headers
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("writes", [False, True])
+def test_cache_reads_and_writes_fold_into_the_input(
+    gw: Gateway, stream: bool, writes: bool
+) -> None:
+    request = cached_request(writes)
+    if stream:
+        with client(gw).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = client(gw).messages.create(**request)
+    usage = message.usage
+    if writes:
+        assert usage.cache_creation_input_tokens and not usage.cache_read_input_tokens
+        assert usage.cache_creation is not None
+        assert usage.cache_creation.ephemeral_1h_input_tokens > 0
+        assert usage.cache_creation.ephemeral_5m_input_tokens > 0
+    else:
+        assert usage.cache_read_input_tokens and not usage.cache_creation_input_tokens
+    [event] = gw.wait_for_events(1)
+    assert event.streamed is stream
+    assert_folded(event, usage)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_thinking_tokens_are_reasoning_tokens(gw: Gateway, stream: bool) -> None:
+    request: Any = {
+        "model": MODEL,
+        "max_tokens": 1024,
+        "messages": MESSAGES,
+        "thinking": {"type": "enabled", "budget_tokens": 512},
+    }
+    if stream:
+        with client(gw).messages.stream(**request) as events:
+            message = events.get_final_message()
+    else:
+        message = client(gw).messages.create(**request)
+    assert message.usage.output_tokens_details is not None
+    assert message.usage.output_tokens_details.thinking_tokens > 0
+    [event] = gw.wait_for_events(1)
+    assert event.reasoning_tokens == message.usage.output_tokens_details.thinking_tokens
+    assert_folded(event, message.usage)
+
+
+def test_streamed_message_passes_through_and_is_metered(gw: Gateway) -> None:
+    with client(gw).messages.with_streaming_response.create(
+        model=MODEL, max_tokens=256, messages=MESSAGES, stream=True
+    ) as raw:
+        event_id = raw.headers[EVENT_ID_HEADER]
+        events = list(raw.parse())
+    kinds = [e.type for e in events]
+    assert (kinds[0], kinds[-1]) == ("message_start", "message_stop")
+    start = events[0].message.usage
+    delta = next(e for e in events if e.type == "message_delta")
+    [event] = gw.wait_for_events(1)
+    assert event.event_id == event_id
+    assert (event.status, event.streamed, event.finish_reason) == ("success", True, "end_turn")
+    assert event.input_tokens == start.input_tokens
+    assert event.output_tokens == delta.usage.output_tokens
+    assert event.time_to_first_token_ms is not None
+    [upstream] = gw.upstream.received
+    assert upstream.body["stream"] is True
+
+
+def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
+    client(gw).messages.create(model=MODEL, max_tokens=256, messages=MESSAGES)
+    with client(gw).messages.stream(model=MODEL, max_tokens=256, messages=MESSAGES) as events:
+        events.get_final_message()
+    whole, streamed = gw.wait_for_events(2)
+    assert (whole.input_tokens, whole.output_tokens) == (
+        streamed.input_tokens,
+        streamed.output_tokens,
+    )
+
+
+def test_bearer_gateway_key_works_too(gw: Gateway) -> None:
+    response = post(
+        gw,
+        {"model": MODEL, "max_tokens": 64, "messages": MESSAGES},
+        **{"x-api-key": "", "authorization": f"Bearer {gw.key}"},
+    )
+    assert response.status_code == 200, response.text
+    [event] = gw.wait_for_events(1)
+    assert event.team_id == "acme"
+
+
+def test_tools_images_and_tool_use_stop_reason(gw: Gateway) -> None:
+    tools: Any = [
+        {
+            "name": "read_meter",
+            "description": "Read a meter.",
+            "input_schema": {"type": "object", "properties": {"id": {"type": "string"}}},
+        }
+    ]
+    content: Any = [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
+        {"type": "text", "text": "Please call a tool for this meter."},
+    ]
+    message = client(gw).messages.create(
+        model=MODEL, max_tokens=256, tools=tools, messages=[{"role": "user", "content": content}]
+    )
+    assert message.stop_reason == "tool_use"
+    [event] = gw.wait_for_events(1)
+    assert event.finish_reason == "tool_use"
+    assert event.input_tokens > 85  # the image was counted by the provider
+    assert_folded(event, message.usage)
+    [upstream] = gw.upstream.received
+    assert upstream.body["tools"] == tools
+
+
+def test_empty_text_content_is_forwarded_and_recorded(gw: Gateway) -> None:
+    message = client(gw).messages.create(
+        model=MODEL, max_tokens=64, messages=[{"role": "user", "content": ""}]
+    )
+    [event] = gw.wait_for_events(1)
+    assert_folded(event, message.usage)
+
+
+def test_user_and_tags_from_headers_win(gw: Gateway) -> None:
+    client(gw).messages.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=MESSAGES,
+        metadata={"user_id": "metadata-user"},
+        extra_headers={"ai-reporting-user": "header-user", "ai-reporting-tags": "x,y"},
+    )
+    [event] = gw.wait_for_events(1)
+    assert (event.user_id, event.tags) == ("header-user", ["x", "y"])
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class", "kind"),
+    [
+        (400, anthropic.BadRequestError, "invalid_request_error"),
+        (429, anthropic.RateLimitError, "rate_limit_error"),
+        (529, anthropic.InternalServerError, "overloaded_error"),
+    ],
+)
+def test_upstream_errors_pass_through_in_anthropic_format_and_are_recorded(
+    gw: Gateway, status: int, error_class: type[Exception], kind: str
+) -> None:
+    gw.upstream.inject["x-simulator-status"] = str(status)
+    with pytest.raises(anthropic.APIStatusError) as caught:
+        client(gw).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+    assert isinstance(caught.value, error_class)
+    assert caught.value.status_code == status
+    body = caught.value.response.json()
+    assert body["type"] == "error"
+    assert body["error"]["type"] == kind
+    [event] = gw.wait_for_events(1)
+    assert caught.value.response.headers[EVENT_ID_HEADER] == event.event_id
+    assert (event.status, event.http_status, event.error_type) == ("error", status, kind)
+    assert (event.input_tokens, event.output_tokens) == (0, 0)
+    event.validate()
+
+
+def test_provider_timeout_is_a_504_in_anthropic_format_and_recorded(gw: Gateway) -> None:
+    gw.upstream.inject["x-simulator-delay-ms"] = "1500"  # the provider's timeout is 1 s
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        client(gw).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+    assert caught.value.status_code == 504
+    assert caught.value.response.json()["error"]["type"] == "timeout_error"
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.http_status, event.error_type) == ("error", 504, "upstream_timeout")
+
+
+def test_client_disconnecting_mid_stream_keeps_the_input_usage(gw: Gateway) -> None:
+    gw.upstream.inject.update({"x-simulator-chunks": "50", "x-simulator-chunk-delay-ms": "50"})
+    request = cached_request(writes=True)
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/v1/messages",
+        json={**request, "stream": True},
+        headers={"x-api-key": gw.key, "anthropic-version": VERSION},
+    ) as response:
+        assert response.status_code == 200
+        received = b""
+        for chunk in response.iter_raw():
+            received += chunk
+            if b"message_start" in received and b"\n\n" in received:
+                break
+    start = json.loads(received.split(b"data: ", 1)[1].split(b"\n", 1)[0])
+    usage = start["message"]["usage"]
+    [event] = gw.wait_for_events(1)
+    assert event.event_id == response.headers[EVENT_ID_HEADER]
+    assert (event.status, event.streamed) == ("client_disconnected", True)
+    written = usage["cache_creation_input_tokens"]
+    assert written > 0
+    assert event.input_tokens == usage["input_tokens"] + written
+    assert event.cache_creation_input_tokens == written
+    assert event.duration_ms < 2000
+
+
+def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
+    # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
+    gw.upstream.inject["x-simulator-chunks"] = "20000"
+    body = {"model": MODEL, "max_tokens": 256, "messages": MESSAGES, "stream": True}
+    with httpx.stream(
+        "POST",
+        f"{gw.url}/v1/messages",
+        json=body,
+        headers={"x-api-key": gw.key, "anthropic-version": VERSION},
+    ) as response:
+        received = response.read()
+    assert received.count(b"event: content_block_delta\n") == 20000
+    delta = received.rsplit(b"event: message_delta\ndata: ", 1)[1].split(b"\n", 1)[0]
+    usage = json.loads(delta)["usage"]
+    [event] = gw.wait_for_events(1)
+    assert event.status == "success"
+    assert event.output_tokens == usage["output_tokens"]
+    assert event.input_tokens == usage["input_tokens"] + usage["cache_read_input_tokens"]
+
+
+def test_missing_or_wrong_key_is_a_401_in_anthropic_format(gw: Gateway) -> None:
+    with pytest.raises(anthropic.AuthenticationError) as caught:
+        client(gw, key="ml_not-a-key").messages.create(
+            model=MODEL, max_tokens=64, messages=MESSAGES
+        )
+    assert caught.value.response.json()["error"]["type"] == "authentication_error"
+    response = httpx.post(f"{gw.url}/v1/messages", json={"model": MODEL})
+    assert response.status_code == 401
+    assert response.json() == {
+        "type": "error",
+        "error": {"type": "authentication_error", "message": response.json()["error"]["message"]},
+    }
+    assert gw.upstream.received == []
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status", "needle"),
+    [
+        (b"{not json", {}, 400, "not valid JSON"),
+        (b'{"max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}', {}, 400, "model"),
+        (b'{"model": "anthropic/claude-sonnet-4-6", "max_tokens": 5}', {}, 400, "messages"),
+        (
+            b'{"model": "sim/gpt-4o", "messages": [{"role": "user", "content": "hi"}]}',
+            {},
+            400,
+            "openai wire",
+        ),
+        (
+            b'{"model": "anthropic/x", "messages": [{"role": "user", "content": "hi"}],'
+            b' "stream": 1}',
+            {},
+            400,
+            "stream",
+        ),
+        (
+            b'{"model": "anthropic/x", "messages": [{"role": "user", "content": "hi"}],'
+            b' "metadata": {"user_id": 5}}',
+            {},
+            400,
+            "metadata.user_id",
+        ),
+        (b"{}", {"anthropic-version": ""}, 400, "anthropic-version"),
+        (
+            b'{"model": "anthropic/x", "messages": [{"role": "user", "content": "hi"}]}',
+            {"ai-reporting-tags": ",".join(f"t{n}" for n in range(11))},
+            400,
+            "tags",
+        ),
+        (b"x" * 70_000, {}, 413, "larger than"),
+    ],
+)
+def test_bad_input_is_refused_in_anthropic_format(
+    gw: Gateway, body: bytes, headers: dict[str, str], status: int, needle: str
+) -> None:
+    response = post(gw, body, **headers)
+    assert response.status_code == status, response.text
+    payload = response.json()
+    assert payload["type"] == "error"
+    assert set(payload["error"]) == {"type", "message"}
+    assert needle in payload["error"]["message"]
+    assert gw.upstream.received == []
+
+
+def test_wrong_method_and_unknown_subpath_answer_in_anthropic_format(gw: Gateway) -> None:
+    for response in (
+        httpx.get(f"{gw.url}/v1/messages"),
+        httpx.post(f"{gw.url}/v1/messages/batches", json={}),
+    ):
+        assert response.status_code in (404, 405)
+        assert response.json()["type"] == "error"
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return f"event: {payload['type']}\ndata: {json.dumps(payload)}\n\n".encode()
+
+
+@pytest.mark.parametrize("size", [1, 13, 4096])
+def test_scanner_merges_message_start_and_cumulative_message_delta(size: int) -> None:
+    start_usage = {
+        "input_tokens": 10,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 2000,
+        "cache_creation": {"ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1500},
+        "output_tokens": 1,
+    }
+    stream = b"".join(
+        [
+            _sse({"type": "message_start", "message": {"usage": start_usage}}),
+            _sse({"type": "content_block_delta", "delta": {"text": '"usage": {"a": 1}'}}),
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "max_tokens"},
+                    # Cumulative counts; fields left out or null keep message_start's values.
+                    "usage": {
+                        "output_tokens": 300,
+                        "input_tokens": None,
+                        "output_tokens_details": {"thinking_tokens": 120},
+                    },
+                }
+            ),
+            _sse({"type": "message_stop"}),
+        ]
+    )
+    scanner = MessagesScanner()
+    out = b"".join(scanner.feed(stream[i : i + size]) for i in range(0, len(stream), size))
+    assert out + scanner.finish() == stream
+    usage = scanner.usage
+    assert usage is not None
+    assert (usage.input_tokens, usage.cached_input_tokens) == (2010, 0)
+    assert (usage.cache_creation_input_tokens, usage.cache_creation_1h_input_tokens) == (2000, 1500)
+    assert (usage.output_tokens, usage.reasoning_tokens) == (300, 120)
+    assert scanner.finish_reason == "max_tokens"
+
+
+def test_scanner_records_an_error_event_and_keeps_the_input_usage() -> None:
+    scanner = MessagesScanner()
+    scanner.feed(_sse({"type": "message_start", "message": {"usage": {"input_tokens": 42}}}))
+    scanner.feed(_sse({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}))
+    assert scanner.error_type == "overloaded_error"
+    assert scanner.usage is not None and scanner.usage.input_tokens == 42

@@ -1,0 +1,337 @@
+"""``POST /v1/responses`` end to end in one process: the official OpenAI SDK as the client,
+the provider simulator upstream, a MemoryPublisher for the events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from meterline.ingress.metering import EVENT_ID_HEADER
+from meterline.ingress.providers.openai_wire import ResponsesScanner
+from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+
+PROMPT = "Say something about meters."
+
+
+def client(gw: Gateway, key: str | None = None) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key or gw.key, max_retries=0)
+
+
+def post(gw: Gateway, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(
+        f"{gw.url}/v1/responses",
+        content=content,
+        headers={
+            "authorization": f"Bearer {gw.key}",
+            "content-type": "application/json",
+            **headers,
+        },
+        timeout=10,
+    )
+
+
+def final_response(stream: Any) -> Any:
+    """The ``response`` of the terminal event of a Responses stream."""
+    final = None
+    for event in stream:
+        if event.type in ("response.completed", "response.incomplete", "response.failed"):
+            final = event.response
+    assert final is not None, "the stream had no terminal event"
+    return final
+
+
+def test_non_streamed_response_is_passed_through_and_metered(gw: Gateway) -> None:
+    raw = client(gw).responses.with_raw_response.create(
+        model="sim/gpt-4o",
+        input=PROMPT,
+        user="end-user-7",
+        extra_body={"providerOptions": {"gateway": {"tags": ["feature:responses"]}}},
+    )
+    response = raw.parse()
+    assert response.usage is not None
+    assert response.output_text
+    [event] = gw.wait_for_events(1)
+
+    assert raw.headers[EVENT_ID_HEADER] == event.event_id
+    assert event.api_surface == "responses"
+    assert (event.team_id, event.api_key_name) == ("acme", "acme-key")
+    assert (event.model_requested, event.model, event.provider) == ("sim/gpt-4o", "gpt-4o", "sim")
+    assert (event.status, event.http_status, event.streamed) == ("success", 200, False)
+    assert event.finish_reason == "completed"
+    assert (event.user_id, event.tags) == ("end-user-7", ["feature:responses"])
+    assert event.input_tokens == response.usage.input_tokens
+    assert event.output_tokens == response.usage.output_tokens
+    assert json.loads(event.raw_usage) == response.usage.model_dump(exclude_none=True)
+    event.validate()
+
+    [upstream] = gw.upstream.received
+    assert upstream.path == "/v1/responses"
+    assert upstream.body["model"] == "gpt-4o"
+    assert upstream.body["user"] == "end-user-7"
+    assert "providerOptions" not in upstream.body
+    assert upstream.headers["authorization"] == f"Bearer {SYSTEM_KEY}"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_cached_and_reasoning_tokens_reach_the_event(gw: Gateway, stream: bool) -> None:
+    request: Any = {"model": "sim/o4-mini", "input": PROMPT, "prompt_cache_key": "k"}
+    if stream:
+        response = final_response(client(gw).responses.create(**request, stream=True))
+    else:
+        response = client(gw).responses.create(**request)
+    [event] = gw.wait_for_events(1)
+    usage = response.usage
+    assert usage.input_tokens_details.cached_tokens > 0
+    assert usage.output_tokens_details.reasoning_tokens > 0
+    assert event.input_tokens == usage.input_tokens
+    assert event.cached_input_tokens == usage.input_tokens_details.cached_tokens
+    assert event.output_tokens == usage.output_tokens
+    assert event.reasoning_tokens == usage.output_tokens_details.reasoning_tokens
+    assert event.cache_creation_input_tokens == 0
+    assert event.streamed is stream
+    event.validate()
+
+
+def test_streamed_response_passes_through_and_is_metered(gw: Gateway) -> None:
+    with client(gw).responses.with_streaming_response.create(
+        model="sim/gpt-4o", input=PROMPT, stream=True
+    ) as raw:
+        event_id = raw.headers[EVENT_ID_HEADER]
+        events = list(raw.parse())
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created"
+    assert kinds[-1] == "response.completed"
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    final = events[-1].response
+    assert text == final.output_text
+    [event] = gw.wait_for_events(1)
+    assert event.event_id == event_id
+    assert (event.status, event.streamed, event.finish_reason) == ("success", True, "completed")
+    assert (event.input_tokens, event.output_tokens) == (
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+    )
+    assert event.time_to_first_token_ms is not None
+    # The stream reached the provider as a stream, unchanged apart from the model name.
+    [upstream] = gw.upstream.received
+    assert upstream.body == {"model": "gpt-4o", "input": PROMPT, "stream": True}
+
+
+def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
+    request: Any = {"model": "sim/gpt-4o", "input": [{"role": "user", "content": PROMPT}]}
+    client(gw).responses.create(**request)
+    final_response(client(gw).responses.create(**request, stream=True))
+    whole, streamed = gw.wait_for_events(2)
+    assert (whole.input_tokens, whole.output_tokens) == (
+        streamed.input_tokens,
+        streamed.output_tokens,
+    )
+    assert (whole.streamed, streamed.streamed) == (False, True)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_reply_cut_by_max_output_tokens_is_recorded_as_incomplete(
+    gw: Gateway, stream: bool
+) -> None:
+    request: Any = {"model": "sim/gpt-4o", "input": PROMPT, "max_output_tokens": 5}
+    if stream:
+        response = final_response(client(gw).responses.create(**request, stream=True))
+    else:
+        response = client(gw).responses.create(**request)
+    assert response.status == "incomplete"
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.finish_reason) == ("success", "max_output_tokens")
+    assert event.output_tokens == response.usage.output_tokens == 5
+
+
+def test_tools_and_images_are_forwarded_and_counted(gw: Gateway) -> None:
+    tools: Any = [
+        {
+            "type": "function",
+            "name": "lookup",
+            "description": "Look a meter up.",
+            "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+        }
+    ]
+    content: Any = [
+        {"type": "input_text", "text": "What does this meter read?"},
+        {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
+    ]
+    response = client(gw).responses.create(
+        model="sim/gpt-4o", input=[{"role": "user", "content": content}], tools=tools
+    )
+    [event] = gw.wait_for_events(1)
+    assert response.usage is not None
+    assert event.input_tokens == response.usage.input_tokens
+    # The simulator counts 85 tokens per image: the image reached the provider.
+    assert event.input_tokens > 85
+    [upstream] = gw.upstream.received
+    assert upstream.body["tools"] == tools
+    assert upstream.body["input"][0]["content"] == content
+
+
+def test_empty_input_is_forwarded_and_recorded(gw: Gateway) -> None:
+    response = client(gw).responses.create(model="sim/gpt-4o", input="")
+    [event] = gw.wait_for_events(1)
+    assert response.usage is not None
+    assert event.input_tokens == response.usage.input_tokens
+    assert event.status == "success"
+
+
+def test_tags_and_user_from_headers_merge_with_the_body(gw: Gateway) -> None:
+    client(gw).responses.create(
+        model="sim/gpt-4o",
+        input=PROMPT,
+        user="body-user",
+        extra_body={"providerOptions": {"gateway": {"tags": ["a"]}}},
+        extra_headers={"ai-reporting-tags": "b, c", "ai-reporting-user": "header-user"},
+    )
+    [event] = gw.wait_for_events(1)
+    assert (event.user_id, event.tags) == ("header-user", ["a", "b", "c"])
+
+
+@pytest.mark.parametrize("status", [400, 429, 500])
+def test_upstream_errors_pass_through_and_are_recorded(gw: Gateway, status: int) -> None:
+    gw.upstream.inject["x-simulator-status"] = str(status)
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(gw).responses.create(model="sim/gpt-4o", input=PROMPT)
+    assert caught.value.status_code == status
+    assert "Simulated" in caught.value.message
+    [event] = gw.wait_for_events(1)
+    assert caught.value.response.headers[EVENT_ID_HEADER] == event.event_id
+    assert (event.status, event.http_status) == ("error", status)
+    assert event.error_type
+    assert (event.input_tokens, event.output_tokens) == (0, 0)
+    event.validate()
+
+
+def test_upstream_error_on_a_stream_request_is_a_plain_error(gw: Gateway) -> None:
+    gw.upstream.inject["x-simulator-status"] = "503"
+    with pytest.raises(openai.InternalServerError) as caught:
+        list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+    assert caught.value.status_code == 503
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.http_status, event.streamed) == ("error", 503, True)
+
+
+def test_provider_timeout_is_a_504_and_recorded(gw: Gateway) -> None:
+    gw.upstream.inject["x-simulator-delay-ms"] = "1500"  # the provider's timeout is 1 s
+    with pytest.raises(openai.InternalServerError) as caught:
+        client(gw).responses.create(model="sim/gpt-4o", input=PROMPT)
+    assert caught.value.status_code == 504
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.http_status, event.error_type) == ("error", 504, "upstream_timeout")
+
+
+def test_client_disconnecting_mid_stream_is_recorded(gw: Gateway) -> None:
+    gw.upstream.inject.update({"x-simulator-chunks": "50", "x-simulator-chunk-delay-ms": "50"})
+    body = {"model": "sim/gpt-4o", "input": PROMPT, "stream": True}
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {gw.key}"}
+    ) as response:
+        assert response.status_code == 200
+        next(response.iter_raw())
+    [event] = gw.wait_for_events(1)
+    assert event.event_id == response.headers[EVENT_ID_HEADER]
+    assert (event.status, event.streamed, event.api_surface) == (
+        "client_disconnected",
+        True,
+        "responses",
+    )
+    assert event.duration_ms < 2000  # well before the stream would have ended
+
+
+def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
+    # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
+    gw.upstream.inject["x-simulator-chunks"] = "20000"
+    body = {"model": "sim/gpt-4o", "input": PROMPT, "stream": True}
+    with httpx.stream(
+        "POST", f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {gw.key}"}
+    ) as response:
+        received = response.read()
+    assert received.count(b"event: response.output_text.delta\n") == 20000
+    completed = received.rsplit(b"event: response.completed\ndata: ", 1)[1]
+    usage = json.loads(completed)["response"]["usage"]
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.input_tokens, event.output_tokens) == (
+        "success",
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
+
+
+def test_missing_or_wrong_key_is_a_401_in_openai_format(gw: Gateway) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        client(gw, key="ml_not-a-key").responses.create(model="sim/gpt-4o", input=PROMPT)
+    assert caught.value.code == "invalid_api_key"
+    assert gw.upstream.received == []
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b'{"input": "hi"}', "model is required"),
+        (b'{"model": "sim/gpt-4o", "input": 5}', "input must be"),
+        (b'{"model": "sim/gpt-4o", "input": "hi", "stream": "yes"}', "stream must be"),
+        (b'{"model": "anthropic/claude-sonnet-4-6", "input": "hi"}', "anthropic wire"),
+        (b'{"model": "sim/gpt-4o", "input": "hi", "providerOptions": []}', "providerOptions"),
+    ],
+)
+def test_bad_input_is_a_400_in_openai_format(gw: Gateway, body: bytes, needle: str) -> None:
+    response = post(gw, body)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert needle in error["message"]
+    assert error["type"] == "invalid_request_error"
+    assert gw.upstream.received == []
+
+
+def _feed_in_pieces(scanner: ResponsesScanner, stream: bytes, size: int) -> bytes:
+    out = b"".join(scanner.feed(stream[i : i + size]) for i in range(0, len(stream), size))
+    return out + scanner.finish()
+
+
+@pytest.mark.parametrize("size", [1, 7, 4096])
+def test_scanner_reads_usage_from_the_terminal_event_whatever_the_chunking(size: int) -> None:
+    usage = {
+        "input_tokens": 1200,
+        "input_tokens_details": {"cached_tokens": 1024},
+        "output_tokens": 90,
+        "output_tokens_details": {"reasoning_tokens": 64},
+        "total_tokens": 1290,
+    }
+    events = [
+        {"type": "response.created", "response": {"status": "in_progress", "usage": None}},
+        {"type": "response.output_text.delta", "delta": 'a "usage": {"x": 1} in the text'},
+        {"type": "response.completed", "response": {"status": "completed", "usage": usage}},
+    ]
+    stream = b"".join(
+        f"event: {e['type']}\r\ndata: {json.dumps(e)}\r\n\r\n".encode() for e in events
+    )
+    scanner = ResponsesScanner()
+    assert _feed_in_pieces(scanner, stream, size) == stream  # passed through unchanged
+    assert scanner.usage is not None
+    assert (scanner.usage.input_tokens, scanner.usage.cached_input_tokens) == (1200, 1024)
+    assert (scanner.usage.output_tokens, scanner.usage.reasoning_tokens) == (90, 64)
+    assert (scanner.finish_reason, scanner.error_type) == ("completed", None)
+
+
+def test_scanner_records_a_failed_response_and_an_error_event() -> None:
+    failed = {
+        "type": "response.failed",
+        "response": {"status": "failed", "error": {"code": "server_error"}, "usage": None},
+    }
+    scanner = ResponsesScanner()
+    scanner.feed(f"data: {json.dumps(failed)}\n\n".encode())
+    assert (scanner.error_type, scanner.finish_reason) == ("server_error", "failed")
+
+    scanner = ResponsesScanner()
+    error = {"type": "error", "code": "rate_limit_exceeded", "message": "slow down"}
+    scanner.feed(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+    assert scanner.error_type == "rate_limit_exceeded"
