@@ -1,0 +1,347 @@
+"""What every fault-injection test needs: the services as real processes, traffic that
+remembers the usage each client received, and the report compared with it.
+
+The services run exactly as an operator runs them (``meterline simulator``, ``meterline
+ingress``, ``meterline all-in-one`` reading Kafka into chDB and serving the report), except
+that a consumer can be started through ``tests.faults.crashing``, which kills itself with
+SIGKILL at a chosen point of the pipeline."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+from genai_prices import Usage, calc_price
+
+from meterline.common.config import new_key
+from meterline.common.processes import free_port, wait_http
+from meterline.demo import write_config
+
+REPO = Path(__file__).resolve().parents[2]
+TEAMS = ("acme", "globex", "initech", "umbrella")
+MODELS = ("gpt-4o", "gpt-4o-mini", "o4-mini")
+METRICS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+
+
+@cache
+def market_cost(model: str, input_tokens: int, output_tokens: int, cached: int) -> Decimal:
+    """genai-prices' own number for one request, as the consumer prices it."""
+    price = calc_price(
+        Usage(input_tokens=input_tokens, output_tokens=output_tokens, cache_read_tokens=cached),
+        model_ref=model,
+        provider_id="openai",
+        genai_request_timestamp=datetime.now(UTC),
+    )
+    return Decimal(price.total_price)
+
+
+@dataclass
+class Received:
+    """The usage one client received in a response."""
+
+    team: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    reasoning_tokens: int
+
+
+def expected_totals(received: list[Received]) -> dict[str, dict[str, Any]]:
+    """Per team: request count, every token metric, market cost, summed over the responses."""
+    totals: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {**dict.fromkeys(METRICS, 0), "request_count": 0, "market_cost": Decimal(0)}
+    )
+    for r in received:
+        row = totals[r.team]
+        row["request_count"] += 1
+        for metric in METRICS:
+            row[metric] += getattr(r, metric)
+        row["market_cost"] += market_cost(
+            r.model, r.input_tokens, r.output_tokens, r.cached_input_tokens
+        )
+    return dict(totals)
+
+
+@dataclass
+class Stack:
+    """The processes of one test and how to (re)start them."""
+
+    directory: Path
+    kafka: str
+    keys: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, directory: Path, kafka: str, **env: str) -> Stack:
+        stack = cls(directory, kafka)
+        stack.keys = {team: new_key() for team in TEAMS}
+        stack.ports = {name: free_port() for name in ("simulator", "ingress", "consumer")}
+        config = directory / "meterline.toml"
+        write_config(config, f"http://127.0.0.1:{stack.ports['simulator']}/v1", stack.keys)
+        suffix = uuid.uuid4().hex[:8]
+        stack.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+            "METERLINE_CONFIG_FILE": str(config),
+            "METERLINE_CLICKHOUSE_DATABASE": f"faults_{suffix}",
+            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "METERLINE_USAGE_TOPIC": f"usage-events-{suffix}",
+            "METERLINE_DEAD_LETTER_TOPIC": f"usage-events-dlq-{suffix}",
+            "METERLINE_CONSUMER_GROUP": f"meterline-{suffix}",
+            "METERLINE_MAX_BATCH_ROWS": "200",
+            "METERLINE_MAX_BATCH_SECONDS": "0.3",
+            "METERLINE_KAFKA_SESSION_TIMEOUT_MS": "1500",
+            "DEMO_PROVIDER_KEY": "sk-simulator",
+            **env,
+        }
+        stack.env.pop("CLICKHOUSE_URL", None)
+        return stack
+
+    @property
+    def gateway(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ingress']}"
+
+    @property
+    def reports(self) -> str:
+        return f"http://127.0.0.1:{self.ports['consumer']}"
+
+    def log(self, name: str) -> Path:
+        return self.directory / f"{name}.log"
+
+    def start(self, name: str, *, crash_at: str | None = None, crash_after: int = 1) -> None:
+        """Start ``simulator``, ``ingress`` or ``consumer`` (all-in-one on Kafka: the
+        consumer, plus the report on the same chDB data directory) and wait until it
+        serves. ``crash_at`` makes the consumer SIGKILL itself at that point, which may
+        come before it ever answered: then only its start is waited for."""
+        env = {**self.env, "METERLINE_DATA_DIR": str(self.directory / f"data-{name}")}
+        command = {"simulator": "simulator", "ingress": "ingress", "consumer": "all-in-one"}[name]
+        module = "meterline.cli"
+        if crash_at is not None:
+            module = "tests.faults.crashing"
+            env |= {
+                "METERLINE_TEST_CRASH_AT": crash_at,
+                "METERLINE_TEST_CRASH_AFTER": str(crash_after),
+            }
+        with self.log(name).open("ab") as out:
+            out.write(
+                f"\n=== {datetime.now(UTC)} start {command} crash_at={crash_at} ===\n".encode()
+            )
+            out.flush()
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, command, "--port", str(self.ports[name])],
+                env=env,
+                cwd=REPO,
+                stdout=out,
+                stderr=out,
+            )
+        self.processes[name] = process
+        if crash_at is None:
+            wait_http(f"http://127.0.0.1:{self.ports[name]}/healthz", process, self.log(name))
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: a crash."""
+        process = self.processes.pop(name)
+        process.kill()
+        process.wait()
+
+    def terminate(self, name: str, timeout: float = 60) -> int:
+        """SIGTERM, the graceful stop, and its exit status."""
+        process = self.processes.pop(name)
+        process.send_signal(signal.SIGTERM)
+        return process.wait(timeout)
+
+    def stop_all(self) -> None:
+        for name in list(self.processes):
+            with contextlib.suppress(Exception):
+                self.terminate(name, timeout=30)
+            if name in self.processes:
+                self.kill(name)
+
+    def metrics(self) -> dict[str, float]:
+        """The ingress's /metrics, parsed."""
+        text = httpx.get(f"{self.gateway}/metrics", timeout=5).text
+        return {
+            name: float(value)
+            for name, value in (
+                line.split(" ", 1) for line in text.splitlines() if not line.startswith("#")
+            )
+        }
+
+    def report(self) -> dict[str, dict[str, Any]]:
+        """Per team: what ``/v1/report`` adds up to (all models, yesterday to tomorrow)."""
+        today = datetime.now(UTC).date()
+        params = {
+            "group_by": "model",
+            "start_date": (today - timedelta(days=1)).isoformat(),
+            "end_date": (today + timedelta(days=1)).isoformat(),
+        }
+        totals: dict[str, dict[str, Any]] = {}
+        for team, key in self.keys.items():
+            response = httpx.get(
+                f"{self.reports}/v1/report",
+                params=params,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=30,
+            )
+            assert response.status_code == 200, response.text
+            rows = json.loads(response.text, parse_float=Decimal)["results"]
+            if rows:
+                totals[team] = {
+                    **{m: sum(r[m] for r in rows) for m in METRICS},
+                    "request_count": sum(r["request_count"] for r in rows),
+                    "market_cost": sum((Decimal(str(r["market_cost"])) for r in rows), Decimal(0)),
+                }
+        return totals
+
+    def wait_for_report(
+        self, received: list[Received], timeout: float = 90
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The report once it holds at least as many requests as were received (or the
+        timeout passed), checked once more a moment later so that a late double count
+        shows too; and what the clients received."""
+        want = expected_totals(received)
+        total = len(received)
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.report()
+            counted = sum(t["request_count"] for t in got.values())
+            if counted >= total or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(1.5)
+        return self.report(), want
+
+
+class Traffic:
+    """Clients in threads sending Chat Completions requests through the gateway, streamed
+    and not, across teams and models, until stopped; ``received`` holds the usage of every
+    answered request, ``errors`` counts requests without an answer."""
+
+    def __init__(self, stack: Stack, clients: int = 4, rate: float | None = None):
+        self._stack = stack
+        self._clients = clients
+        self._interval = clients / rate if rate else 0.0
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.received: list[Received] = []
+        self.errors: Counter[str] = Counter()
+
+    def __enter__(self) -> Traffic:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._threads = [
+            threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(self._clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)
+
+    @property
+    def count(self) -> int:
+        return len(self.received)
+
+    def wait_for(self, count: int, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while self.count < count:
+            assert time.monotonic() < deadline, f"only {self.count} of {count} requests answered"
+            time.sleep(0.05)
+
+    def _run(self, worker: int) -> None:
+        rng = random.Random(worker)
+        with httpx.Client(base_url=self._stack.gateway, timeout=30) as client:
+            n = worker
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    received = send(client, self._stack.keys, n, rng)
+                except (httpx.HTTPError, AssertionError) as error:
+                    with self._lock:
+                        self.errors[type(error).__name__] += 1
+                    time.sleep(0.05)
+                else:
+                    with self._lock:
+                        self.received.append(received)
+                n += self._clients
+                if self._interval:
+                    time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
+
+
+def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random) -> Received:
+    """One request; the usage its response carried."""
+    team = TEAMS[n % len(TEAMS)]
+    model = MODELS[n % len(MODELS)]
+    body: dict[str, Any] = {
+        "model": f"openai/{model}",
+        "messages": [{"role": "user", "content": f"question {n} " * rng.randint(1, 40)}],
+        "user": f"user_{n % 7}",
+    }
+    if n % 5 == 0:
+        body["prompt_cache_key"] = "shared-prefix"
+    headers = {"Authorization": f"Bearer {keys[team]}", "ai-reporting-tags": f"feature:{n % 3}"}
+    usage: dict[str, Any] | None = None
+    if n % 2:
+        body |= {"stream": True, "stream_options": {"include_usage": True}}
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    usage = json.loads(line[6:]).get("usage") or usage
+    else:
+        response = client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        usage = response.json()["usage"]
+    assert usage is not None
+    details = usage.get("prompt_tokens_details") or {}
+    completion = usage.get("completion_tokens_details") or {}
+    return Received(
+        team=team,
+        model=model,
+        input_tokens=usage["prompt_tokens"],
+        output_tokens=usage["completion_tokens"],
+        cached_input_tokens=details.get("cached_tokens") or 0,
+        reasoning_tokens=completion.get("reasoning_tokens") or 0,
+    )
+
+
+@contextlib.contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    try:
+        yield stack
+    finally:
+        stack.stop_all()
+
+
+def describe(received: list[Received], got: dict[str, dict[str, Any]]) -> str:
+    counted = sum(t["request_count"] for t in got.values())
+    return f"{len(received)} requests answered, {counted} in the report"
