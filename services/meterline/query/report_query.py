@@ -40,6 +40,7 @@ whose model had no known price, so a $0 cost is never mistaken for a free model.
 MONEY_METRICS: Final = frozenset({"total_cost", "market_cost"})
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_LIMIT = re.compile(r"^[0-9]{1,9}\Z")
 MAX_DAYS: Final = 3660
 MAX_FILTER_TAGS: Final = 50
 MAX_TAG_LENGTH: Final = 64
@@ -242,7 +243,9 @@ def _timezone(value: str | None) -> str:
 def _limit(value: str | None, max_limit: int) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 1 <= int(value) <= max_limit:
+    # ASCII digits and a bounded length: str.isdigit() also accepts "²", which int() refuses,
+    # and int() refuses strings of thousands of digits.
+    if not _LIMIT.match(value) or not 1 <= int(value) <= max_limit:
         raise BadParameter("limit", f"must be a whole number from 1 to {max_limit}")
     return int(value)
 
