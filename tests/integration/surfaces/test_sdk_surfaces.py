@@ -1,0 +1,473 @@
+"""Every API surface through the official SDKs, counted the same way in the report.
+
+The simulator is the provider (as ``openai`` on the OpenAI wire and ``anthropic`` on the
+Anthropic wire) and ``meterline all-in-one`` is the gateway, pipeline and query service in
+one process on chDB. Clients: the ``openai`` SDK (Chat Completions and Responses) and the
+``anthropic`` SDK (Messages), streamed and not. The report's sums must equal the usage the
+clients received, per provider, model and credential type, and its market cost what
+genai-prices computes from the provider's own usage objects (read by genai-prices' own
+extractors, so the gateway's folding of Anthropic usage is checked against an independent
+reading)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import httpx
+import openai
+import pytest
+from genai_prices import calc_price, extract_usage
+
+from meterline.common.config import hash_key, new_key
+from meterline.common.processes import free_port, meterline_process, wait_http
+from meterline.simulator.usage import request_digest
+
+pytestmark = [pytest.mark.clickhouse, pytest.mark.e2e]
+
+COLUMNS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "reasoning_tokens",
+)
+MONEY = Decimal("1e-12")
+PROVIDER_KEY_ENV = "SURFACES_PROVIDER_KEY"
+API_FLAVOR = {"chat_completions": "chat", "responses": "responses", "messages": "default"}
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    key: str
+    other_key: str
+
+
+@dataclass
+class Sent:
+    """One request as the client saw it: its usage in the report's convention, and its
+    market cost from genai-prices on the provider's usage object."""
+
+    event_id: str
+    surface: str
+    provider: str
+    model: str
+    user: str
+    tokens: dict[str, int]
+    cache_write_1h: int
+    market_cost: Decimal
+
+
+def write_config(path: Path, simulator: str, keys: dict[str, str]) -> None:
+    # The Anthropic base URL is written with /v1 here (the unit tests use the form without).
+    path.write_text(
+        f"""
+[[providers]]
+slug = "openai"
+wire = "openai"
+base_url = "{simulator}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+
+[[providers]]
+slug = "anthropic"
+wire = "anthropic"
+base_url = "{simulator}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+"""
+        + "".join(
+            f'\n[[teams]]\nid = "{team}"\n[[teams.keys]]\nname = "sdk"\n'
+            f'sha256 = "{hash_key(key)}"\n'
+            for team, key in keys.items()
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("surfaces")
+    keys = {"acme": new_key(), "globex": new_key()}
+    simulator_port, gateway_port = free_port(), free_port()
+    config = directory / "meterline.toml"
+    write_config(config, f"http://127.0.0.1:{simulator_port}", keys)
+    env = {
+        **os.environ,
+        "METERLINE_CONFIG_FILE": str(config),
+        "METERLINE_DATA_DIR": str(directory / "data"),
+        "METERLINE_MAX_BATCH_SECONDS": "0.2",
+        PROVIDER_KEY_ENV: "sk-simulator",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("CLICKHOUSE_URL", None)
+    logs = {name: directory / f"{name}.log" for name in ("simulator", "all-in-one")}
+    with (
+        meterline_process(
+            ["simulator", "--port", str(simulator_port)], env, logs["simulator"]
+        ) as sim,
+        meterline_process(
+            ["all-in-one", "--port", str(gateway_port)], env, logs["all-in-one"]
+        ) as gateway,
+    ):
+        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", sim, logs["simulator"])
+        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, logs["all-in-one"])
+        yield Stack(f"http://127.0.0.1:{gateway_port}", keys["acme"], keys["globex"])
+
+
+def market_cost(provider: str, model: str, surface: str, usage: dict[str, Any]) -> Decimal:
+    extracted = extract_usage(
+        {"model": model, "usage": usage}, provider_id=provider, api_flavor=API_FLAVOR[surface]
+    )
+    price = calc_price(extracted.usage, model_ref=model, provider_id=provider)
+    return Decimal(price.total_price).quantize(MONEY)
+
+
+def sent(
+    event_id: str, surface: str, provider: str, model: str, user: str, usage: dict[str, Any]
+) -> Sent:
+    """The client's view of one request, from the usage object the SDK received."""
+    if surface == "messages":
+        read = usage.get("cache_read_input_tokens") or 0
+        written = usage.get("cache_creation_input_tokens") or 0
+        tokens = {
+            "input_tokens": usage["input_tokens"] + read + written,
+            "output_tokens": usage["output_tokens"],
+            "cached_input_tokens": read,
+            "cache_creation_input_tokens": written,
+            "reasoning_tokens": (usage.get("output_tokens_details") or {}).get(
+                "thinking_tokens", 0
+            ),
+        }
+        one_hour = (usage.get("cache_creation") or {}).get("ephemeral_1h_input_tokens", 0)
+    else:
+        chat = surface == "chat_completions"
+        inputs = usage["prompt_tokens" if chat else "input_tokens"]
+        outputs = usage["completion_tokens" if chat else "output_tokens"]
+        input_details = usage.get("prompt_tokens_details" if chat else "input_tokens_details")
+        output_details = usage.get("completion_tokens_details" if chat else "output_tokens_details")
+        tokens = {
+            "input_tokens": inputs,
+            "output_tokens": outputs,
+            "cached_input_tokens": (input_details or {}).get("cached_tokens") or 0,
+            "cache_creation_input_tokens": 0,
+            "reasoning_tokens": (output_details or {}).get("reasoning_tokens") or 0,
+        }
+        one_hour = 0
+    return Sent(
+        event_id,
+        surface,
+        provider,
+        model,
+        user,
+        tokens,
+        one_hour,
+        market_cost(provider, model, surface, usage),
+    )
+
+
+def openai_client(stack: Stack) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{stack.url}/v1", api_key=stack.key, max_retries=0)
+
+
+def anthropic_client(stack: Stack) -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=stack.url, api_key=stack.key, max_retries=0)
+
+
+def tagging(user: str, tag: str) -> dict[str, Any]:
+    return {"providerOptions": {"gateway": {"user": user, "tags": [tag]}}}
+
+
+def chat(
+    stack: Stack, model: str, user: str, stream: bool, tag: str = "suite:surfaces", **extra: Any
+) -> Sent:
+    messages: Any = [{"role": "user", "content": f"Chat for {user} about {model}."}]
+    body = {**tagging(user, tag), **extra}
+    client = openai_client(stack)
+    if stream:
+        raw = client.chat.completions.with_raw_response.create(
+            model=f"openai/{model}",
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=body,
+        )
+        usage = None
+        for chunk in raw.parse():
+            usage = chunk.usage or usage
+    else:
+        raw = client.chat.completions.with_raw_response.create(
+            model=f"openai/{model}", messages=messages, extra_body=body
+        )
+        usage = raw.parse().usage
+    assert usage is not None
+    event_id = raw.headers["x-meterline-event-id"]
+    return sent(event_id, "chat_completions", "openai", model, user, usage.model_dump())
+
+
+def responses(
+    stack: Stack, model: str, user: str, stream: bool, tag: str = "suite:surfaces", **extra: Any
+) -> Sent:
+    client = openai_client(stack)
+    prompt = f"Responses for {user} about {model}."
+    body = {**tagging(user, tag), **extra}
+    if stream:
+        with client.responses.with_streaming_response.create(
+            model=f"openai/{model}", input=prompt, stream=True, extra_body=body
+        ) as raw:
+            event_id = raw.headers["x-meterline-event-id"]
+            final = [e for e in raw.parse() if e.type == "response.completed"][-1].response
+    else:
+        raw = client.responses.with_raw_response.create(
+            model=f"openai/{model}", input=prompt, extra_body=body
+        )
+        event_id, final = raw.headers["x-meterline-event-id"], raw.parse()
+    assert final.usage is not None
+    return sent(event_id, "responses", "openai", model, user, final.usage.model_dump())
+
+
+def messages(
+    stack: Stack, model: str, user: str, stream: bool, tag: str = "suite:surfaces", **extra: Any
+) -> Sent:
+    client = anthropic_client(stack)
+    request: dict[str, Any] = {
+        "model": f"anthropic/{model}",
+        "max_tokens": 1024,
+        "messages": [{"role": "user", "content": f"Messages for {user} about {model}."}],
+        "extra_body": tagging(user, tag),
+        **extra,
+    }
+    if stream:
+        with client.messages.with_streaming_response.create(**request, stream=True) as raw:
+            event_id = raw.headers["x-meterline-event-id"]
+            usage: dict[str, Any] = {}
+            for event in raw.parse():
+                # message_start has the input side; message_delta the cumulative totals.
+                if event.type == "message_start":
+                    usage = event.message.usage.model_dump(exclude_none=True)
+                elif event.type == "message_delta":
+                    usage.update(event.usage.model_dump(exclude_none=True))
+    else:
+        raw = client.messages.with_raw_response.create(**request)
+        event_id, usage = raw.headers["x-meterline-event-id"], raw.parse().usage.model_dump()
+    return sent(event_id, "messages", "anthropic", model, user, usage)
+
+
+def cached_system(model: str, writes: bool) -> Any:
+    """A system prompt with a 5-minute and a 1-hour cache breakpoint for which the simulator
+    reports a cache write (or a read); it decides by the request digest, so the first
+    variant of the wanted kind is picked, the same one on every run."""
+    for n in range(64):
+        system: Any = [
+            {
+                "type": "text",
+                "text": f"Handbook {n}. " * 150,
+                "cache_control": {"type": "ephemeral"},
+            },
+            {
+                "type": "text",
+                "text": "Appendix. " * 150,
+                "cache_control": {"type": "ephemeral", "ttl": "1h"},
+            },
+        ]
+        user = "wire-anthropic-write" if writes else "wire-anthropic-read"
+        body = {
+            "model": model,
+            "system": system,
+            "messages": [{"role": "user", "content": f"Messages for {user} about {model}."}],
+        }
+        if (request_digest(body)[5] % 2 == 0) == writes:
+            return system
+    raise AssertionError("no variant found")
+
+
+def report(stack: Stack, key: str | None = None, **params: str) -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    query = {
+        "start_date": (today - timedelta(days=1)).isoformat(),
+        "end_date": (today + timedelta(days=1)).isoformat(),
+        **params,
+    }
+    response = httpx.get(
+        f"{stack.url}/v1/report",
+        params=query,
+        headers={"Authorization": f"Bearer {key or stack.key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = json.loads(response.text, parse_float=Decimal)["results"]
+    return rows
+
+
+def wait_for_requests(stack: Stack, count: int, **filters: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = report(stack, group_by="user", **filters)
+        if sum(r["request_count"] for r in rows) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the report did not reach {count} requests")
+
+
+def totals(rows: list[Sent], key: Any) -> dict[Any, dict[str, Any]]:
+    out: dict[Any, dict[str, Any]] = defaultdict(
+        lambda: {**dict.fromkeys(COLUMNS, 0), "request_count": 0, "market_cost": Decimal(0)}
+    )
+    for s in rows:
+        row = out[key(s)]
+        for column in COLUMNS:
+            row[column] += s.tokens[column]
+        row["request_count"] += 1
+        row["market_cost"] += s.market_cost
+    return dict(out)
+
+
+def test_every_surface_streamed_and_not_adds_up_per_provider_model_and_credential(
+    stack: Stack,
+) -> None:
+    calls = []
+    for stream in (False, True):
+        for n in range(3):
+            user = f"mix-{n}"
+            calls += [
+                lambda s=stream, u=user: chat(stack, "gpt-4o", u, s),
+                lambda s=stream, u=user: chat(stack, "o4-mini", u, s, prompt_cache_key="k"),
+                lambda s=stream, u=user: responses(stack, "gpt-4o-mini", u, s),
+                lambda s=stream, u=user: responses(stack, "gpt-5-mini", u, s, prompt_cache_key="k"),
+                lambda s=stream, u=user: messages(stack, "claude-sonnet-4-6", u, s),
+                lambda s=stream, u=user: messages(
+                    stack,
+                    "claude-haiku-4-5",
+                    u,
+                    s,
+                    thinking={"type": "enabled", "budget_tokens": 512},
+                ),
+            ]
+    with ThreadPoolExecutor(6) as pool:
+        done = list(pool.map(lambda call: call(), calls))
+    assert len(done) == 36
+    wait_for_requests(stack, len(done), tags="suite:surfaces")
+
+    rows = report(stack, group_by="provider,model,credential_type", tags="suite:surfaces")
+    got = {
+        (r["provider"], r["model"], r["credential_type"]): {
+            **{c: r[c] for c in COLUMNS},
+            "request_count": r["request_count"],
+            "market_cost": Decimal(str(r["market_cost"])),
+        }
+        for r in rows
+    }
+    want = totals(done, lambda s: (s.provider, s.model, "system"))
+    assert got == want
+    # The mix has what it set out to have: reasoning on both wires, cache reads on OpenAI.
+    assert want[("openai", "o4-mini", "system")]["cached_input_tokens"] > 0
+    assert want[("openai", "gpt-5-mini", "system")]["reasoning_tokens"] > 0
+    assert want[("anthropic", "claude-haiku-4-5", "system")]["reasoning_tokens"] > 0
+    # Another team sees none of it.
+    assert report(stack, key=stack.other_key, group_by="provider") == []
+
+
+def assert_wire(stack: Stack, requests: list[Sent]) -> None:
+    """Each request (one user each) lands in the report's columns and market cost as the
+    client received it, and its generation record keeps the 1-hour share of cache writes."""
+    wait_for_requests(stack, len(requests), tags="suite:wire")
+    rows = {r["user"]: r for r in report(stack, group_by="user", tags="suite:wire")}
+    for s in requests:
+        row = rows[s.user]
+        assert {c: row[c] for c in COLUMNS} == s.tokens, s.user
+        assert Decimal(str(row["market_cost"])) == s.market_cost, s.user
+        assert row["request_count"] == 1
+        generation = httpx.get(
+            f"{stack.url}/v1/generation",
+            params={"id": s.event_id},
+            headers={"Authorization": f"Bearer {stack.key}"},
+            timeout=10,
+        ).json()
+        assert generation["cache_creation_1h_input_tokens"] == s.cache_write_1h, s.user
+
+
+def wire_tags(user: str) -> dict[str, Any]:
+    return {"providerOptions": {"gateway": {"user": user, "tags": ["suite:wire"]}}}
+
+
+def test_openai_wire_cache_reads_and_reasoning_land_in_their_columns(stack: Stack) -> None:
+    client = openai_client(stack)
+    read = client.responses.with_raw_response.create(
+        model="openai/gpt-4o",
+        input="Cache me. " * 50,
+        extra_body={**wire_tags("wire-openai-read"), "prompt_cache_key": "wire"},
+    )
+    think = client.chat.completions.with_raw_response.create(
+        model="openai/o4-mini",
+        messages=[{"role": "user", "content": "Think about meters."}],
+        extra_body=wire_tags("wire-openai-reasoning"),
+    )
+    requests = [
+        sent(
+            read.headers["x-meterline-event-id"],
+            "responses",
+            "openai",
+            "gpt-4o",
+            "wire-openai-read",
+            read.parse().usage.model_dump(),
+        ),
+        sent(
+            think.headers["x-meterline-event-id"],
+            "chat_completions",
+            "openai",
+            "o4-mini",
+            "wire-openai-reasoning",
+            think.parse().usage.model_dump(),
+        ),
+    ]
+    assert requests[0].tokens["cached_input_tokens"] > 0
+    assert requests[1].tokens["reasoning_tokens"] > 0
+    # Cache reads are cheaper than fresh input: the price saw them as such.
+    plain = calc_price_plain("openai", "gpt-4o", requests[0])
+    assert requests[0].market_cost < plain
+    assert_wire(stack, requests)
+
+
+def test_anthropic_wire_cache_reads_writes_and_thinking_land_in_their_columns(
+    stack: Stack,
+) -> None:
+    model = "claude-sonnet-4-6"
+    tag = "suite:wire"
+    requests = [
+        messages(
+            stack, model, "wire-anthropic-read", False, tag, system=cached_system(model, False)
+        ),
+        messages(
+            stack, model, "wire-anthropic-write", True, tag, system=cached_system(model, True)
+        ),
+        messages(
+            stack,
+            model,
+            "wire-anthropic-thinking",
+            False,
+            tag,
+            thinking={"type": "enabled", "budget_tokens": 512},
+        ),
+    ]
+    assert requests[0].tokens["cached_input_tokens"] > 0
+    assert requests[1].tokens["cache_creation_input_tokens"] > requests[1].cache_write_1h > 0
+    assert requests[2].tokens["reasoning_tokens"] > 0
+    # Cache writes cost more than fresh input: the price saw them as such.
+    assert requests[1].market_cost > calc_price_plain("anthropic", model, requests[1])
+    assert_wire(stack, requests)
+
+
+def calc_price_plain(provider: str, model: str, s: Sent) -> Decimal:
+    """What the request would cost if all its input were plain, uncached input."""
+    from genai_prices import Usage
+
+    usage = Usage(input_tokens=s.tokens["input_tokens"], output_tokens=s.tokens["output_tokens"])
+    return Decimal(calc_price(usage, model_ref=model, provider_id=provider).total_price)
