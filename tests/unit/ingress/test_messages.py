@@ -302,6 +302,24 @@ def test_client_disconnecting_mid_stream_keeps_the_input_usage(gw: Gateway) -> N
     assert event.duration_ms < 2000
 
 
+def test_provider_stalling_mid_stream_ends_it_with_an_anthropic_error_event(gw: Gateway) -> None:
+    # Events 1.5 s apart against a 1 s read timeout: the provider stalls after message_start.
+    gw.upstream.inject.update({"x-simulator-chunks": "3", "x-simulator-chunk-delay-ms": "1500"})
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client(gw).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
+    ):
+        for _ in stream:
+            pass
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "timeout_error", "message": "the provider stopped answering mid-stream"},
+    }
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.error_type, event.streamed) == ("error", "upstream_timeout", True)
+    assert event.input_tokens > 0  # what message_start said the provider took in
+
+
 def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
     gw.upstream.inject["x-simulator-chunks"] = "20000"

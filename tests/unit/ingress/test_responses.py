@@ -246,6 +246,15 @@ def test_client_disconnecting_mid_stream_is_recorded(gw: Gateway) -> None:
     assert event.duration_ms < 2000  # well before the stream would have ended
 
 
+def test_provider_stalling_mid_stream_ends_it_with_an_openai_error_event(gw: Gateway) -> None:
+    gw.upstream.inject.update({"x-simulator-chunks": "3", "x-simulator-chunk-delay-ms": "1500"})
+    with pytest.raises(openai.APIError) as caught:
+        list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+    assert "stopped answering" in caught.value.message
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.error_type, event.streamed) == ("error", "upstream_timeout", True)
+
+
 def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
     gw.upstream.inject["x-simulator-chunks"] = "20000"

@@ -42,9 +42,10 @@ class AnthropicDialect:
 
     def stream_error(self, message: str, code: str) -> bytes:
         # The Anthropic SDK raises an API error for an "error" event.
+        status = 504 if code == "upstream_timeout" else 502
         payload = {
             "type": "error",
-            "error": {"type": anthropic_error_type(502), "message": message},
+            "error": {"type": anthropic_error_type(status), "message": message},
         }
         return b"event: error\ndata: " + dumps(payload) + b"\n\n"
 
