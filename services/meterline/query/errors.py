@@ -6,6 +6,7 @@ Routes raise these; nothing else decides a status code."""
 from __future__ import annotations
 
 import logging
+from typing import Any, Final
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -59,6 +60,40 @@ class NotFound(QueryError):
 class WarehouseUnavailable(QueryError):
     status_code = 503
     error_type = "service_unavailable"
+
+
+ERROR_SCHEMA: Final[dict[str, Any]] = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": "string", "description": "the parameter at fault (400 only)"},
+            },
+        }
+    },
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers of a route, for its OpenAPI description."""
+    meaning = {
+        400: "a bad parameter; the message and param name it",
+        401: "missing or wrong gateway key",
+        404: "not found for the caller's team",
+        503: "the warehouse is unavailable",
+    }
+    return {
+        status: {
+            "description": meaning[status],
+            "content": {"application/json": {"schema": ERROR_SCHEMA}},
+        }
+        for status in statuses
+    }
 
 
 def _response(error: QueryError) -> JSONResponse:

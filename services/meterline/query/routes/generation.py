@@ -13,13 +13,34 @@ from fastapi import APIRouter, Request, Response
 
 from meterline.query.builders import build_generation_query
 from meterline.query.deps import AuthenticatedTeam, WarehouseDep
-from meterline.query.errors import BadParameter, NotFound
+from meterline.query.errors import BadParameter, NotFound, error_responses
 from meterline.query.render import to_json
 
 router = APIRouter()
 
 
-@router.get("/v1/generation")
+@router.get(
+    "/v1/generation",
+    responses={
+        200: {
+            "description": "the request's facts and costs",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        **error_responses(400, 401, 404, 503),
+    },
+    # For the OpenAPI description: the handler reads ``id`` itself (400 naming it).
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "id",
+                "in": "query",
+                "required": True,
+                "schema": {"type": "string", "format": "uuid"},
+                "description": "the event id (the response header of the proxied request)",
+            }
+        ]
+    },
+)
 async def generation(
     request: Request, team: AuthenticatedTeam, warehouse: WarehouseDep
 ) -> Response:

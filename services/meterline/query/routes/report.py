@@ -5,23 +5,85 @@ offset (see builders/base.py)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request, Response
 
 from meterline.query.builders import build_report_query
 from meterline.query.cursor import Page
 from meterline.query.deps import AuthenticatedTeam, CursorsDep, SettingsDep, WarehouseDep
-from meterline.query.errors import BadParameter
+from meterline.query.errors import BadParameter, error_responses
 from meterline.query.render import to_csv, to_json
-from meterline.query.report_query import METRICS, ReportQuery, parse_report_query
+from meterline.query.report_query import (
+    DATE_PARTS,
+    DIMENSIONS,
+    METRICS,
+    ReportQuery,
+    parse_report_query,
+)
 
 router = APIRouter()
 
 NEXT_CURSOR_HEADER = "Meterline-Next-Cursor"
 
 
-@router.get("/v1/report")
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> Any:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_TEXT = {"type": "string"}
+# Declared here for the OpenAPI description only: the handler reads the query string itself
+# (parse_report_query), so that every problem is a 400 naming the parameter.
+REPORT_PARAMETERS: Final = [
+    _query("start_date", {"type": "string", "format": "date"}, "first day, inclusive", True),
+    _query("end_date", {"type": "string", "format": "date"}, "last day, inclusive", True),
+    _query("group_by", _TEXT, f"comma-separated: {', '.join(DIMENSIONS)}"),
+    _query("date_part", {"type": "string", "enum": list(DATE_PARTS)}, "bucket of the day field"),
+    _query("user_id", _TEXT, "filter"),
+    _query("model", _TEXT, "filter"),
+    _query("provider", _TEXT, "filter"),
+    _query("api_key_name", _TEXT, "filter"),
+    _query("credential_type", {"type": "string", "enum": ["byok", "system"]}, "filter"),
+    _query("tags", _TEXT, "comma-separated tags to filter on"),
+    _query("tags_match", {"type": "string", "enum": ["any", "all"]}, "how tags filter"),
+    _query("timezone", _TEXT, "IANA time zone of the day boundaries, default UTC"),
+    _query("limit", {"type": "integer", "minimum": 1}, "rows per page"),
+    _query("cursor", _TEXT, "next_cursor of the previous page"),
+    _query("order_by", _TEXT, "field[:asc|desc], comma-separated"),
+    _query("format", {"type": "string", "enum": ["json", "csv"]}, "json (default) or csv"),
+]
+REPORT_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "the report",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["results"],
+                    "properties": {
+                        "results": {"type": "array", "items": {"type": "object"}},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                }
+            },
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    },
+    **error_responses(400, 401, 503),
+}
+
+
+@router.get(
+    "/v1/report",
+    responses=REPORT_RESPONSES,
+    openapi_extra={"parameters": REPORT_PARAMETERS},
+)
 async def report(
     request: Request,
     team: AuthenticatedTeam,

@@ -1,0 +1,149 @@
+"""The usage-event codec under arbitrary input: bytes that are not an event fail with the
+codec's own DecodeError and nothing else (the consumer dead-letters exactly that), and any
+valid event survives encode and decode unchanged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from meterline.common.codec import HEADER_LENGTH, MARKER, DecodeError, UsageEventCodec
+from meterline.common.events import (
+    API_SURFACES,
+    CREDENTIAL_TYPES,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_USER_LENGTH,
+    STATUSES,
+    UsageEvent,
+)
+from tests.fuzz.settings import FUZZ
+
+CODEC = UsageEventCodec()
+LONG = st.integers(min_value=0, max_value=2**63 - 1)
+# Avro strings are UTF-8: lone surrogates cannot be encoded by anyone, so they are not data.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+NAME = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+
+
+def header() -> bytes:
+    event = UsageEvent(
+        event_id=UsageEvent.new_id(),
+        team_id="t",
+        api_key_name="k",
+        api_surface="chat_completions",
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+        duration_ms=1,
+        model_requested="p/m",
+        model="m",
+        provider="p",
+        credential_type="system",
+        streamed=False,
+        status="success",
+        http_status=200,
+        input_tokens=1,
+        output_tokens=1,
+    )
+    return CODEC.encode(event)[:HEADER_LENGTH]
+
+
+KNOWN_HEADER = header()
+
+
+def decode_or_decode_error(data: bytes) -> UsageEvent | None:
+    try:
+        return CODEC.decode(data)
+    except DecodeError:
+        return None
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_fail_only_with_decode_error(data: bytes) -> None:
+    decode_or_decode_error(data)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_a_known_header_with_a_random_body_fails_only_with_decode_error(body: bytes) -> None:
+    assert KNOWN_HEADER.startswith(MARKER)
+    decode_or_decode_error(KNOWN_HEADER + body)
+
+
+@FUZZ
+@given(st.binary(min_size=8, max_size=8), st.binary(max_size=100))
+def test_an_unknown_fingerprint_is_named(fingerprint: bytes, body: bytes) -> None:
+    if fingerprint == KNOWN_HEADER[2:]:
+        return
+    try:
+        CODEC.decode(MARKER + fingerprint + body)
+    except DecodeError as error:
+        assert fingerprint.hex() in str(error)
+    else:
+        raise AssertionError("an unknown fingerprint decoded")
+
+
+@st.composite
+def events(draw: st.DrawFn) -> UsageEvent:
+    input_tokens = draw(LONG)
+    cached = draw(st.integers(0, input_tokens))
+    creation = draw(st.integers(0, input_tokens - cached))
+    output_tokens = draw(LONG)
+    moment = draw(
+        st.datetimes(
+            min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+        )
+    )
+    tag = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=MAX_TAG_LENGTH)
+    return UsageEvent(
+        event_id=str(draw(st.uuids())),
+        team_id=draw(NAME),
+        api_key_name=draw(NAME),
+        api_surface=draw(st.sampled_from(sorted(API_SURFACES))),
+        started_at=moment,
+        duration_ms=draw(LONG),
+        model_requested=draw(TEXT),
+        model=draw(NAME),
+        provider=draw(NAME),
+        credential_type=draw(st.sampled_from(sorted(CREDENTIAL_TYPES))),
+        streamed=draw(st.booleans()),
+        status=draw(st.sampled_from(sorted(STATUSES))),
+        http_status=draw(st.integers(100, 599)),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=cached,
+        cache_creation_input_tokens=creation,
+        cache_creation_1h_input_tokens=draw(st.integers(0, creation)),
+        reasoning_tokens=draw(st.integers(0, output_tokens)),
+        time_to_first_token_ms=draw(st.none() | LONG),
+        user_id=draw(
+            st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=MAX_USER_LENGTH)
+        ),
+        tags=draw(st.lists(tag, max_size=MAX_TAGS, unique=True)),
+        finish_reason=draw(st.none() | TEXT),
+        error_type=draw(st.none() | TEXT),
+        raw_usage=draw(TEXT),
+    )
+
+
+@FUZZ
+@given(events())
+def test_every_valid_event_round_trips(event: UsageEvent) -> None:
+    event.validate()
+    data = CODEC.encode(event)
+    assert data.startswith(KNOWN_HEADER)
+    assert CODEC.decode(data) == event
+
+
+@FUZZ
+@given(events(), st.data())
+def test_a_truncated_or_extended_event_fails_with_decode_error(
+    event: UsageEvent, data: st.DataObject
+) -> None:
+    encoded = CODEC.encode(event)
+    cut = data.draw(st.integers(0, len(encoded) - 1))
+    assert decode_or_decode_error(encoded[:cut]) is None
+    extra = data.draw(st.binary(min_size=1, max_size=8))
+    assert decode_or_decode_error(encoded + extra) is None
