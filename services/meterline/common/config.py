@@ -85,9 +85,15 @@ class PriceOverride(_Strict):
 
 
 class ByokKey(_Strict):
+    """One of a team's own provider keys. A team may list several for one provider: they
+    are tried in this order."""
+
     provider: str
     api_key_env: str
     """Environment variable holding the team's own provider key."""
+
+    def key(self) -> str | None:
+        return os.environ.get(self.api_key_env) or None
 
 
 class TeamConfig(_Strict):
@@ -96,6 +102,8 @@ class TeamConfig(_Strict):
     keys: list[GatewayKey] = []
     byok: list[ByokKey] = []
     byok_fallback_to_system: bool = True
+    """When every BYOK key of a provider failed (rejected, rate-limited, provider error),
+    try the gateway's system credential before giving up."""
     price_overrides: list[PriceOverride] = []
 
     def price_override(self, provider: str, model: str) -> PriceOverride | None:
@@ -117,6 +125,13 @@ class GatewayConfig(_Strict):
         hashes = [k.sha256 for t in self.teams for k in t.keys]
         if len(hashes) != len(set(hashes)):
             raise ValueError("a gateway key may belong to one team only")
+        for team in self.teams:
+            for byok in team.byok:
+                if byok.provider not in slugs:
+                    raise ValueError(
+                        f"team {team.id!r} has a BYOK key for {byok.provider!r}, "
+                        f"which is not a configured provider"
+                    )
         return self
 
     def provider(self, slug: str) -> ProviderConfig | None:

@@ -58,6 +58,8 @@ def create_app(
                     publisher=publisher,
                     messages_router=Router(config, wire="anthropic"),
                     anthropic=AnthropicWire(upstream),
+                    completions_router=Router(config, wire="openai", translated=("anthropic",)),
+                    upstream=upstream,
                 )
                 yield
         finally:

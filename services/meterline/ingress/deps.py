@@ -16,6 +16,7 @@ from meterline.common.config import GatewayConfig, KeyRing, TeamConfig
 from meterline.ingress.errors import BadRequest, PayloadTooLarge, Unauthorized
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
+from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.publisher import UsagePublisher
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
@@ -35,6 +36,10 @@ class Gateway:
     messages_router: Router
     """Routes to providers speaking the Anthropic wire: Messages."""
     anthropic: AnthropicWire
+    completions_router: Router
+    """Routes for Chat Completions: the OpenAI wire, and the Anthropic wire through
+    ``translate``."""
+    upstream: Upstream
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,28 +1,42 @@
-"""``model="provider/model"`` -> which configured provider serves it, under which name, with
-which credential.
+"""``model="provider/model"`` -> which configured providers may serve it, under which name,
+with which credentials, in the order they are tried.
 
 The provider is the text before the first slash (model names may contain slashes of their
-own: ``openrouter/meta-llama/llama-3.1-8b``)."""
+own: ``openrouter/meta-llama/llama-3.1-8b``). Other providers that list the same model name
+in their ``models`` can serve it too; a request opts in to them with ``order`` or ``only``
+(without either it goes to the provider it names, as written).
+
+``plan`` orders the attempts (pure; no I/O):
+
+- models: the requested one, then ``providerOptions.gateway.models`` (fallback models);
+- for each model, providers: its own provider; with ``order`` or ``only``, also every other
+  routable provider listing the name, in configuration order; ``order`` moves the slugs it
+  names to the front in its order, ``only`` drops every provider it does not name;
+- for each provider, credentials (``credentials.py``): BYOK keys first, then the system key.
+
+``first_success`` walks the plan: an attempt that fails in a way another route may not
+(unreachable, timed out, rate-limited, a provider error; a BYOK key refused) is answered by
+the next route, before the client has received any byte. The event names the provider,
+model and credential of the attempt that answered.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import Literal
+
+from starlette.responses import Response
 
 from meterline.common.config import GatewayConfig, ProviderConfig, TeamConfig
+from meterline.ingress.credentials import Credential, Credentials, CredentialType
 from meterline.ingress.errors import BadRequest
+from meterline.ingress.metering import RequestRecord
+from meterline.ingress.tagging import GATEWAY, NO_ROUTING_OPTIONS, RoutingOptions
 
-CredentialType = Literal["system", "byok"]
+__all__ = ["Credential", "CredentialType", "Route", "Router", "first_success", "should_try_next"]
 
-
-@dataclass(frozen=True, slots=True)
-class Credential:
-    type: CredentialType
-    api_key: str | None
-    """None: the provider takes no key (a local OpenAI-compatible server, the simulator)."""
-
-    def __repr__(self) -> str:  # keys never reach a log line through a repr
-        return f"Credential(type={self.type!r}, api_key={'***' if self.api_key else None})"
+log = logging.getLogger("meterline.ingress.routing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,29 +48,97 @@ class Route:
 
 
 class Router:
-    """Routes for one API surface: only providers speaking ``wire`` are routable from it."""
+    """Routes for one API surface: providers speaking ``wire``, and those speaking one of
+    the ``translated`` wires (the surface translates requests for them)."""
 
-    def __init__(self, config: GatewayConfig, wire: str):
-        self._wire = wire
-        self._providers = {p.slug: p for p in config.providers if p.wire == wire}
-        # Read once at start-up: the environment of a running process does not change.
-        self._system = {
-            slug: Credential("system", provider.system_key())
-            for slug, provider in self._providers.items()
-        }
-        self._other_wire = {p.slug: p.wire for p in config.providers if p.wire != wire}
+    def __init__(self, config: GatewayConfig, wire: str, *, translated: Collection[str] = ()):
+        wires = {wire, *translated}
+        self._providers = {p.slug: p for p in config.providers if p.wire in wires}
+        self._other_wire = {p.slug: p.wire for p in config.providers if p.wire not in wires}
+        self._credentials = Credentials(config)
 
     @property
     def slugs(self) -> list[str]:
         return sorted(self._providers)
 
     def resolve(self, model: str, team: TeamConfig | None = None) -> Route:
+        """The first route of ``plan`` without routing options: the model's own provider
+        with its first credential."""
+        provider, name = self._split(model, "model")
+        return Route(provider, name, self.credential(provider, team))
+
+    def credential(self, provider: ProviderConfig, team: TeamConfig | None) -> Credential:
+        return self._credentials.for_provider(provider.slug, team, {})[0]
+
+    def plan(
+        self,
+        model: str,
+        options: RoutingOptions = NO_ROUTING_OPTIONS,
+        team: TeamConfig | None = None,
+    ) -> list[Route]:
+        """Every route to try for ``model``, in order; a 400 naming the parameter when the
+        model or the options name something that cannot be routed."""
+        self._check_slugs(options)
+        wanted = [self._split(model, "model")]
+        wanted += [self._split(m, f"{GATEWAY}.models") for m in options.models]
+        routes: list[Route] = []
+        seen: set[tuple[str, str]] = set()
+        for provider, name in wanted:
+            for candidate in self._providers_for(provider, name, options):
+                if (candidate.slug, name) in seen:
+                    continue
+                seen.add((candidate.slug, name))
+                credentials = self._credentials.for_provider(candidate.slug, team, options.byok)
+                routes.extend(Route(candidate, name, credential) for credential in credentials)
+        if not routes:
+            only = ", ".join(options.only or ())
+            raise BadRequest(
+                f"no provider in {GATEWAY}.only ({only}) serves {model!r}"
+                + (" or its fallback models" if options.models else ""),
+                param=f"{GATEWAY}.only",
+                code="model_not_found",
+            )
+        return routes
+
+    def _providers_for(
+        self, provider: ProviderConfig, name: str, options: RoutingOptions
+    ) -> list[ProviderConfig]:
+        candidates = [provider]
+        if options.order or options.only is not None:
+            candidates += [
+                p for p in self._providers.values() if p is not provider and name in p.models
+            ]
+        if options.only is not None:
+            candidates = [p for p in candidates if p.slug in options.only]
+        if options.order:
+            rank = {slug: index for index, slug in enumerate(options.order)}
+            # A stable sort: the providers ``order`` does not name keep their places.
+            candidates.sort(key=lambda p: rank.get(p.slug, len(rank)))
+        return candidates
+
+    def _check_slugs(self, options: RoutingOptions) -> None:
+        known = self._providers.keys() | self._other_wire.keys()
+        for name, slugs in (
+            ("order", options.order),
+            ("only", options.only or ()),
+            ("byok", options.byok.keys()),
+        ):
+            for slug in slugs:
+                if slug not in known:
+                    shown = slug if len(slug) <= 64 else slug[:64] + "..."
+                    raise BadRequest(
+                        f"{GATEWAY}.{name} names {shown!r}, which is not a configured "
+                        f"provider; configured: {', '.join(sorted(known)) or '(none)'}",
+                        param=f"{GATEWAY}.{name}",
+                    )
+
+    def _split(self, model: str, param: str) -> tuple[ProviderConfig, str]:
         slug, slash, name = model.partition("/")
         if not slash or not slug or not name:
             raise BadRequest(
-                f"model {model!r} does not name a provider: use 'provider/model', "
+                f"{param} {model!r} does not name a provider: use 'provider/model', "
                 f"where provider is one of {self._routable()}",
-                param="model",
+                param=param,
                 code="model_not_found",
             )
         provider = self._providers.get(slug)
@@ -69,20 +151,60 @@ class Router:
             else:
                 reason = f"unknown provider {slug!r}"
             raise BadRequest(
-                f"{reason} in model {model!r}; routable providers: {self._routable()}",
-                param="model",
+                f"{reason} in {param} {model!r}; routable providers: {self._routable()}",
+                param=param,
                 code="model_not_found",
             )
-        return Route(provider, name, self.credential(provider, team))
-
-    def credential(self, provider: ProviderConfig, team: TeamConfig | None) -> Credential:
-        """The key the request goes upstream with. Always the system credential for now.
-
-        BYOK goes here: when ``team.byok`` names this provider, return
-        ``Credential("byok", <that key>)``, else fall back to the system credential if
-        ``team.byok_fallback_to_system``, else refuse. Nothing downstream needs to change:
-        the event records ``credential.type``."""
-        return self._system[provider.slug]
+        return provider, name
 
     def _routable(self) -> str:
         return ", ".join(self.slugs) if self._providers else "(none configured)"
+
+
+RETRIED_STATUSES = frozenset({408, 409, 429})
+"""Besides every 5xx: a timeout, a conflict (a provider's transient lock), a rate limit. Other
+4xx say the request itself is wrong, and would be wrong anywhere."""
+REFUSED_KEY_STATUSES = frozenset({401, 402, 403})
+"""A BYOK key refused, out of credit or not allowed: another key may well work."""
+
+
+def should_try_next(route: Route, status: int) -> bool:
+    """Whether an answer with ``status`` from ``route`` should give way to the next route."""
+    if status >= 500 or status in RETRIED_STATUSES:
+        return True
+    return route.credential.type == "byok" and status in REFUSED_KEY_STATUSES
+
+
+async def first_success(
+    routes: Sequence[Route],
+    record: RequestRecord,
+    send: Callable[[Route], Awaitable[Response]],
+) -> Response:
+    """Try ``routes`` in order until one answers in a way that is not worth another try.
+
+    ``send`` returns the response the client would get, not yet sent. A failed attempt's
+    response is dropped unsent: its body was read in full and its connection released (only
+    a successful stream is still open), and a metered response publishes its event only when
+    it is sent, so the request is recorded once, under the route that answered."""
+    if not routes:
+        raise ValueError("no routes")
+    for index, route in enumerate(routes):
+        record.provider = route.provider.slug
+        record.model = route.model
+        record.credential_type = route.credential.type
+        response = await send(route)
+        last = index == len(routes) - 1
+        if last or not should_try_next(route, response.status_code):
+            return response
+        nxt = routes[index + 1]
+        log.info(
+            "%s/%s (%s credential) answered %d; trying %s/%s (%s credential)",
+            route.provider.slug,
+            route.model,
+            route.credential.type,
+            response.status_code,
+            nxt.provider.slug,
+            nxt.model,
+            nxt.credential.type,
+        )
+    raise AssertionError("unreachable")

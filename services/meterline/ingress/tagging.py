@@ -10,6 +10,12 @@ Sources, merged:
 Limits: at most 10 tags after merging, each 1..64 characters, a user up to 256 characters;
 breaking one is a 400 that names it. ``providerOptions`` is the gateway's own and is removed
 from the body before it goes upstream; the standard ``user`` field stays (it is OpenAI's).
+
+The same object carries the routing options (``take_options``): ``order`` and ``only``
+(provider slugs), ``models`` (fallback models, ``provider/model``) and ``byok``
+(request-scoped provider keys, ``{slug: [{"apiKey": ...}, ...]}``). Their shape is checked
+here; whether the slugs and models exist is the router's business. Error messages about
+``byok`` never quote a value: it may be a key.
 """
 
 from __future__ import annotations
@@ -21,11 +27,20 @@ from typing import Any, Final
 from starlette.datastructures import Headers
 
 from meterline.common.events import MAX_TAG_LENGTH, MAX_TAGS, MAX_USER_LENGTH
+from meterline.ingress.credentials import (
+    MAX_REQUEST_KEYS_PER_PROVIDER,
+    Credential,
+    RequestKeys,
+)
 from meterline.ingress.errors import BadRequest
 
 TAGS_HEADER: Final = "ai-reporting-tags"
 USER_HEADER: Final = "ai-reporting-user"
 PROVIDER_OPTIONS: Final = "providerOptions"
+GATEWAY: Final = f"{PROVIDER_OPTIONS}.gateway"
+MAX_ROUTING_ENTRIES: Final = 16
+"""Longest ``order``, ``only`` or ``models`` list: each entry may be one more upstream
+attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +50,21 @@ class Attribution:
     """Sorted, without duplicates."""
 
 
+@dataclass(frozen=True, slots=True)
+class RoutingOptions:
+    order: tuple[str, ...] = ()
+    """Provider slugs to try first, in this order, for a model several providers serve."""
+    only: tuple[str, ...] | None = None
+    """Provider slugs the request may go to; None: any."""
+    models: tuple[str, ...] = ()
+    """Fallback models (``provider/model``), tried after the requested one."""
+    byok: RequestKeys = field(default_factory=dict)
+    """Request-scoped provider keys by slug (``Credential`` hides them in any repr)."""
+
+
+NO_ROUTING_OPTIONS: Final = RoutingOptions()
+
+
 def take_attribution(
     body: dict[str, Any], headers: Headers, *, standard_user: bool = True
 ) -> Attribution:
@@ -42,8 +72,20 @@ def take_attribution(
 
     ``standard_user``: whether the surface's own top-level ``user`` field counts (Chat
     Completions) or not."""
-    gateway = _gateway_options(body.pop(PROVIDER_OPTIONS, None))
+    return take_options(body, headers, standard_user=standard_user)[0]
 
+
+def take_options(
+    body: dict[str, Any], headers: Headers, *, standard_user: bool = True
+) -> tuple[Attribution, RoutingOptions]:
+    """``take_attribution``, and the routing options of the same ``providerOptions``."""
+    gateway = _gateway_options(body.pop(PROVIDER_OPTIONS, None))
+    return _attribution(gateway, body, headers, standard_user), _routing(gateway)
+
+
+def _attribution(
+    gateway: Mapping[str, object], body: dict[str, Any], headers: Headers, standard_user: bool
+) -> Attribution:
     user = _user_from_header(headers)
     if user is None:
         user = _string(gateway.get("user"), f"{PROVIDER_OPTIONS}.gateway.user")
@@ -75,6 +117,62 @@ def take_attribution(
             code="too_many_tags",
         )
     return Attribution(user or None, sorted(tags))
+
+
+def _routing(gateway: Mapping[str, object]) -> RoutingOptions:
+    order, only, models, byok = (gateway.get(name) for name in ("order", "only", "models", "byok"))
+    if order is None and only is None and models is None and byok is None:
+        return NO_ROUTING_OPTIONS
+    return RoutingOptions(
+        order=tuple(_names(order, "order") or ()),
+        only=_names(only, "only"),
+        models=tuple(_names(models, "models") or ()),
+        byok=_request_keys(byok),
+    )
+
+
+def _names(value: object, name: str) -> tuple[str, ...] | None:
+    param = f"{GATEWAY}.{name}"
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise BadRequest(f"{param} must be an array of non-empty strings", param=param)
+    if len(value) > MAX_ROUTING_ENTRIES:
+        raise BadRequest(
+            f"{param} has {len(value)} entries; the limit is {MAX_ROUTING_ENTRIES}", param=param
+        )
+    return tuple(dict.fromkeys(value))  # repeats would only repeat attempts
+
+
+def _request_keys(value: object) -> RequestKeys:
+    param = f"{GATEWAY}.byok"
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BadRequest(
+            f'{param} must be an object: {{"<provider>": [{{"apiKey": "..."}}, ...]}}',
+            param=param,
+        )
+    keys: dict[str, list[Credential]] = {}
+    for slug, entries in value.items():
+        # The slug is the caller's own text, not a key, but it is quoted only when short.
+        where = f"{param}.{slug}" if len(slug) <= 64 else param
+        if not isinstance(entries, list) or not entries:
+            raise BadRequest(
+                f'{where} must be a non-empty array of {{"apiKey": "..."}} objects', param=where
+            )
+        if len(entries) > MAX_REQUEST_KEYS_PER_PROVIDER:
+            raise BadRequest(
+                f"{where} has {len(entries)} keys; the limit is {MAX_REQUEST_KEYS_PER_PROVIDER}",
+                param=where,
+            )
+        for index, entry in enumerate(entries):
+            api_key = entry.get("apiKey") if isinstance(entry, dict) else None
+            if not isinstance(api_key, str) or not api_key.strip():
+                item = f"{where}[{index}].apiKey"
+                raise BadRequest(f"{item} must be a non-empty string", param=item)
+            keys.setdefault(slug, []).append(Credential("byok", api_key.strip()))
+    return keys
 
 
 def _gateway_options(options: object) -> Mapping[str, object]:

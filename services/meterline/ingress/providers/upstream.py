@@ -233,8 +233,13 @@ class Upstream:
         record: RequestRecord,
         dialect: Dialect,
         scanner: Callable[[], StreamScanner],
+        translate: Callable[[int, bytes], bytes] | None = None,
     ) -> Response:
-        """POST ``content`` to ``url`` (from ``endpoint``) and answer the client, metered."""
+        """POST ``content`` to ``url`` (from ``endpoint``) and answer the client, metered.
+
+        ``translate(status, body)``: what the client gets for a whole answer, when the
+        client speaks another wire format than the provider (a stream is translated by its
+        scanner). Usage is still read from the provider's own answer."""
         if record.streamed:
             headers["accept"] = "text/event-stream"
             # Compressed SSE would only cost a decompression on the way through.
@@ -314,8 +319,12 @@ class Upstream:
                 status, f"provider {slug!r} answered {status}: {text}", f"http_{status}"
             )
             content_type = "application/json"
+        sent = answer
+        if translate is not None:
+            sent = translate(status, answer)
+            content_type = "application/json"
         return MeteredResponse(
-            answer,
+            sent,
             status,
             client_headers,
             content_type or "application/json",

@@ -1,4 +1,8 @@
-"""``POST /v1/chat/completions``: OpenAI Chat Completions, whole or streamed."""
+"""``POST /v1/chat/completions``: OpenAI Chat Completions, whole or streamed, to providers
+speaking the OpenAI wire and, translated (``translate/``), to Anthropic providers.
+
+The request may go to several routes in turn (``routing.py``: ``order``, ``only``, fallback
+``models``, BYOK keys before the system key); the event names the route that answered."""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from starlette.responses import Response
 from meterline.ingress.deps import authenticate, gateway_of, read_json_object
 from meterline.ingress.errors import BadRequest
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.tagging import take_attribution
+from meterline.ingress.routing import Route, first_success
+from meterline.ingress.tagging import take_options
+from meterline.ingress.translate.wire import chat_via_anthropic
 
 router = APIRouter()
 
@@ -32,23 +38,34 @@ async def chat_completions(request: Request) -> Response:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream must be a boolean", param="stream")
-    attribution = take_attribution(body, request.headers)
-    route = gateway.chat_router.resolve(model, caller.team)
+    attribution, options = take_options(body, request.headers)
+    routes = gateway.completions_router.plan(model, options, caller.team)
+    first = routes[0]
     record = RequestRecord(
         team_id=caller.team.id,
         api_key_name=caller.key_name,
         api_surface="chat_completions",
         model_requested=model,
-        model=route.model,
-        provider=route.provider.slug,
-        credential_type=route.credential.type,
+        model=first.model,
+        provider=first.provider.slug,
+        credential_type=first.credential.type,
         streamed=stream,
         user_id=attribution.user,
         tags=attribution.tags,
         started_at=started_at,
         started=started,
     )
-    return await gateway.openai.chat_completions(route, body, record)
+
+    async def send(route: Route) -> Response:
+        if route.provider.wire == "anthropic":
+            return await chat_via_anthropic(gateway.upstream, route, body, record)
+        # The OpenAI wire changes the body in place (model, stream options): each attempt
+        # gets its own copy.
+        return await gateway.openai.chat_completions(route, dict(body), record)
+
+    if len(routes) == 1:
+        return await send(first)
+    return await first_success(routes, record, send)
 
 
 # A plain Starlette route: no request-model validation or dependency resolution on the hot
