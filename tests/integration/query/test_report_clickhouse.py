@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -29,7 +30,16 @@ from meterline.query.settings import QuerySettings
 pytestmark = pytest.mark.clickhouse
 
 KEYS = {"acme": "ml_acme_key_for_tests", "globex": "ml_globex_key_for_tests"}
-ROLLUPS = ("usage_hourly", "usage_daily", "usage_by_tag_hourly", "usage_by_tag_daily")
+# Every rollup counting each request once; the per-tag ones count it once per tag.
+WHOLE_ROLLUPS = (
+    "usage_hourly",
+    "usage_daily",
+    "usage_by_model_hourly",
+    "usage_by_model_daily",
+    "usage_by_user_daily",
+    "usage_by_user_model_daily",
+)
+ROLLUPS = (*WHOLE_ROLLUPS, "usage_by_tag_hourly", "usage_by_tag_daily")
 TOKEN_METRICS = (
     "input_tokens",
     "output_tokens",
@@ -552,8 +562,8 @@ def test_the_rollups_equal_the_raw_table(clickhouse: Client) -> None:
     insert(clickhouse, EVENTS, "all")
     raw = raw_sums(clickhouse, "usage_events")
     assert raw[0][1] + raw[1][1] == len(EVENTS)
-    assert raw_sums(clickhouse, "usage_hourly") == raw
-    assert raw_sums(clickhouse, "usage_daily") == raw
+    for table in WHOLE_ROLLUPS:
+        assert raw_sums(clickhouse, table) == raw, table
     # The per-tag rollups count a request once per tag: compare one tag with the raw rows
     # carrying it.
     for table in ("usage_by_tag_hourly", "usage_by_tag_daily"):
@@ -568,7 +578,7 @@ def test_the_same_batch_three_times_counts_once_everywhere(clickhouse: Client) -
     insert(clickhouse, EVENTS[60:], "usage-events/0/60-189")
     raw = raw_sums(clickhouse, "usage_events")
     assert sum(row[1] for row in raw) == len(EVENTS)
-    for table in ("usage_hourly", "usage_daily"):
+    for table in WHOLE_ROLLUPS:
         assert raw_sums(clickhouse, table) == raw, table
     for table in ("usage_by_tag_hourly", "usage_by_tag_daily"):
         assert raw_sums(clickhouse, table, "WHERE tag = 'a'") == raw_sums(
@@ -606,3 +616,30 @@ def test_migrations_twice_change_nothing(clickhouse: Client) -> None:
     for table in ROLLUPS:
         create = dict(before)[table]
         assert "non_replicated_deduplication_window" in create, table
+
+
+def test_the_lean_rollups_are_filled_from_events_inserted_before_their_migration(
+    clickhouse_url: str, tmp_path: Path
+) -> None:
+    """A warehouse that held events before 0006 gets the new rollups filled from
+    usage_hourly, then kept up by their views."""
+    from meterline.common.migrations import migrations_dir
+
+    earlier = tmp_path / "migrations"
+    earlier.mkdir()
+    for path in migrations_dir().iterdir():
+        if path.suffix == ".sql" and int(path.name[:4]) < 6:
+            (earlier / path.name).write_text(path.read_text())
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    client = connect(clickhouse_url, database)
+    try:
+        migrate(client, earlier)
+        insert(client, EVENTS[:120], "before")
+        assert "0006_usage_lean_rollups" in migrate(client)
+        insert(client, EVENTS[120:], "after")
+        raw = raw_sums(client, "usage_events")
+        assert sum(row[1] for row in raw) == len(EVENTS)
+        for table in WHOLE_ROLLUPS:
+            assert raw_sums(client, table) == raw, table
+    finally:
+        client.command(f"DROP DATABASE IF EXISTS {database}")

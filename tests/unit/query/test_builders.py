@@ -30,7 +30,7 @@ METRIC_SUMS = """\
     sum(unpriced_request_count) AS m_unpriced_request_count"""
 
 
-def test_day_by_user_in_utc_reads_the_daily_rollup() -> None:
+def test_day_by_user_in_utc_reads_the_smallest_daily_rollup_with_user_and_credential() -> None:
     query = ReportQuery(**MARCH, group_by=("day", "user"), credential_type="byok")
     built = build_usage_report("acme", query)
     assert built.sql == (
@@ -38,7 +38,7 @@ def test_day_by_user_in_utc_reads_the_daily_rollup() -> None:
         "    toString(day) AS g_day,\n"
         "    user_id AS g_user,\n"
         f"{METRIC_SUMS}\n"
-        "FROM usage_daily\n"
+        "FROM usage_by_user_model_daily\n"
         "WHERE team_id = {team_id:String}\n"
         "  AND day >= {start_day:Date} AND day <= {end_day:Date}\n"
         "  AND credential_type = {credential_type:String}\n"
@@ -153,11 +153,18 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
 @pytest.mark.parametrize(
     ("changes", "table"),
     [
-        ({}, "usage_daily"),
-        ({"date_part": "hour"}, "usage_hourly"),
-        ({"timezone": "Europe/London"}, "usage_hourly"),  # BST from 29 March
-        ({"timezone": "Europe/London", "end_date": date(2026, 3, 28)}, "usage_daily"),
+        ({}, "usage_by_model_daily"),
+        ({"date_part": "hour"}, "usage_by_model_hourly"),
+        ({"timezone": "Europe/London"}, "usage_by_model_hourly"),  # BST from 29 March
+        ({"timezone": "Europe/London", "end_date": date(2026, 3, 28)}, "usage_by_model_daily"),
         ({"timezone": "Asia/Kathmandu"}, "usage_events"),
+        ({"group_by": ("provider",), "credential_type": "byok"}, "usage_by_model_daily"),
+        ({"group_by": ("day", "user")}, "usage_by_user_daily"),
+        ({"group_by": ("user",), "timezone": "Asia/Tokyo"}, "usage_hourly"),
+        ({"group_by": ("model",), "user_id": "u1"}, "usage_by_user_model_daily"),
+        ({"group_by": ("day", "user"), "api_key_name": "prod"}, "usage_by_user_model_daily"),
+        ({"group_by": ("user",), "tags": ("a",)}, "usage_daily"),
+        ({"group_by": ("day", "user"), "date_part": "hour"}, "usage_hourly"),
         ({"group_by": ("tag",)}, "usage_by_tag_daily"),
         ({"group_by": ("tag",), "date_part": "hour"}, "usage_by_tag_daily"),  # no day grouping
         ({"group_by": ("tag", "day"), "date_part": "hour"}, "usage_by_tag_hourly"),

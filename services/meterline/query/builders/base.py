@@ -3,20 +3,25 @@ team and range and filter predicates, the metric sums, the row order and the pag
 
 Where a report reads from
 -------------------------
-Reports never scan raw events when a rollup answers exactly:
+Reports never scan raw events when a rollup answers exactly. A rollup answers a report when
+it keeps every dimension the report groups or filters on, at a fine enough time grain:
 
-- ``usage_daily`` (and ``usage_by_tag_daily`` for tags) hold UTC days, so they answer when
-  the report's time zone is at UTC+0 for the whole range and no hour is asked for;
-- ``usage_hourly`` (and ``usage_by_tag_hourly``) answer any zone whose offset stays a whole
-  number of hours over the range: every local midnight is then a UTC hour boundary, so day,
-  week and month boundaries in that zone are exact;
+- daily rollups hold UTC days, so they answer when the report's time zone is at UTC+0 for
+  the whole range and no hour is asked for;
+- hourly rollups answer any zone whose offset stays a whole number of hours over the range:
+  every local midnight is then a UTC hour boundary, so day, week and month boundaries in
+  that zone are exact;
 - zones with a fractional offset somewhere in the range (Asia/Kolkata +05:30,
   Asia/Kathmandu +05:45, Australia/Adelaide, America/St_Johns, ...) read ``usage_events``,
   the raw table: exact, but slower, since it scans the team's events for the range.
 
-The per-tag tables keep neither the user nor the request's other tags, so a tag report that
-groups or filters on the user, or filters on tags, reads ``usage_daily`` or ``usage_hourly``
-and expands each row's full tag set with ARRAY JOIN instead.
+Of the rollups that answer, the smallest is read. Keeping fewer dimensions makes a rollup
+smaller by orders of magnitude for a busy team (usage_daily keeps nearly a row per user,
+model, key, credential type and tag set each day; usage_by_model_daily a few hundred rows a
+day), so the candidates are listed smallest first and the first that answers wins. Tags are
+kept two ways: the request's whole tag set (``tags``, needed to filter on tags) or a row per
+tag (``tag``, enough to group by tag); a tag report on a tag-set rollup expands each row's
+set with ARRAY JOIN.
 """
 
 from __future__ import annotations
@@ -42,19 +47,39 @@ class BuiltQuery:
 class Source:
     table: str
     grain: Grain
-    per_tag: bool = False
-    """A row per tag (column ``tag``) rather than the request's tag set (``tags``)."""
+    dimensions: frozenset[str] = frozenset()
+    """The dimension columns it keeps: ``user_id``, ``model``, ``provider``,
+    ``credential_type``, ``api_key_name``, and ``tags`` (each request's tag set) or ``tag``
+    (a row per tag)."""
+
+    @property
+    def per_tag(self) -> bool:
+        """A row per tag (column ``tag``) rather than the request's tag set (``tags``)."""
+        return "tag" in self.dimensions
 
     @property
     def time_column(self) -> str:
         return {"day": "day", "hour": "hour", "event": "started_at"}[self.grain]
 
 
-USAGE_DAILY: Final = Source("usage_daily", "day")
-USAGE_HOURLY: Final = Source("usage_hourly", "hour")
-USAGE_EVENTS: Final = Source("usage_events", "event")
-TAG_DAILY: Final = Source("usage_by_tag_daily", "day", per_tag=True)
-TAG_HOURLY: Final = Source("usage_by_tag_hourly", "hour", per_tag=True)
+_EVERYTHING: Final = frozenset(
+    {"user_id", "model", "provider", "credential_type", "api_key_name", "tags"}
+)
+_MODEL: Final = frozenset({"model", "provider", "credential_type", "api_key_name"})
+
+USAGE_DAILY: Final = Source("usage_daily", "day", _EVERYTHING)
+USAGE_HOURLY: Final = Source("usage_hourly", "hour", _EVERYTHING)
+USAGE_EVENTS: Final = Source("usage_events", "event", _EVERYTHING)
+TAG_DAILY: Final = Source("usage_by_tag_daily", "day", _MODEL | {"tag"})
+TAG_HOURLY: Final = Source("usage_by_tag_hourly", "hour", _MODEL | {"tag"})
+MODEL_DAILY: Final = Source("usage_by_model_daily", "day", _MODEL)
+MODEL_HOURLY: Final = Source("usage_by_model_hourly", "hour", _MODEL)
+USER_DAILY: Final = Source("usage_by_user_daily", "day", frozenset({"user_id"}))
+USER_MODEL_DAILY: Final = Source("usage_by_user_model_daily", "day", _MODEL | {"user_id"})
+
+# Smallest first (see the module docstring); the last of each answers every report.
+DAILY_SOURCES: Final = (MODEL_DAILY, USER_DAILY, USER_MODEL_DAILY, TAG_DAILY, USAGE_DAILY)
+HOURLY_SOURCES: Final = (MODEL_HOURLY, TAG_HOURLY, USAGE_HOURLY)
 
 # Sampling a zone's offset every six hours finds every offset period the tz database holds
 # (the shortest last weeks) at a cost of well under a millisecond for a month's range.
@@ -85,21 +110,41 @@ def zone_offsets(zone_name: str, start_date: date, end_date: date) -> frozenset[
     return frozenset(int(o.total_seconds()) if o is not None else 0 for o in offsets)
 
 
+_FILTERS: Final = ("user_id", "model", "provider", "api_key_name", "credential_type")
+_COLUMN_OF: Final = {
+    "user": "user_id",
+    "model": "model",
+    "provider": "provider",
+    "credential_type": "credential_type",
+    "api_key_name": "api_key_name",
+}
+
+
+def needed_dimensions(query: ReportQuery) -> frozenset[str]:
+    """The dimension columns a report groups or filters on, ``tag`` grouping aside."""
+    needed = {_COLUMN_OF[d] for d in query.group_by if d in _COLUMN_OF}
+    needed |= {name for name in _FILTERS if getattr(query, name) is not None}
+    if query.tags:
+        needed.add("tags")
+    return frozenset(needed)
+
+
+def answers(source: Source, query: ReportQuery) -> bool:
+    """Whether the source keeps every dimension the report needs (its grain is checked by
+    the caller)."""
+    if not needed_dimensions(query) <= source.dimensions:
+        return False
+    return "tag" not in query.group_by or bool({"tag", "tags"} & source.dimensions)
+
+
 def choose_source(query: ReportQuery) -> Source:
     offsets = zone_offsets(query.timezone, query.start_date, query.end_date)
     daily_ok = offsets == {0} and not (query.date_part == "hour" and "day" in query.group_by)
     hourly_ok = all(offset % 3600 == 0 for offset in offsets)
-    if "tag" in query.group_by and not (
-        "user" in query.group_by or query.user_id is not None or query.tags
-    ):
-        if daily_ok:
-            return TAG_DAILY
-        if hourly_ok:
-            return TAG_HOURLY
-    if daily_ok:
-        return USAGE_DAILY
-    if hourly_ok:
-        return USAGE_HOURLY
+    candidates = (DAILY_SOURCES if daily_ok else ()) + (HOURLY_SOURCES if hourly_ok else ())
+    for source in candidates:
+        if answers(source, query):
+            return source
     return USAGE_EVENTS
 
 
@@ -155,9 +200,6 @@ def range_predicate(source: Source, query: ReportQuery, parameters: dict[str, An
     kind = "DateTime('UTC')" if source.grain == "hour" else "DateTime64(3, 'UTC')"
     column = source.time_column
     return f"{column} >= {{start_at:{kind}}} AND {column} < {{end_at:{kind}}}"
-
-
-_FILTERS: Final = ("user_id", "model", "provider", "api_key_name", "credential_type")
 
 
 def where_clause(team_id: str, source: Source, query: ReportQuery) -> tuple[str, dict[str, Any]]:
