@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ import anthropic
 import httpx
 import openai
 import pytest
-from genai_prices import calc_price, extract_usage
+from genai_prices import Usage, calc_price, extract_usage
 
 from meterline.common.config import hash_key, new_key
 from meterline.common.processes import free_port, meterline_process, wait_http
@@ -467,7 +469,98 @@ def test_anthropic_wire_cache_reads_writes_and_thinking_land_in_their_columns(
 
 def calc_price_plain(provider: str, model: str, s: Sent) -> Decimal:
     """What the request would cost if all its input were plain, uncached input."""
-    from genai_prices import Usage
-
     usage = Usage(input_tokens=s.tokens["input_tokens"], output_tokens=s.tokens["output_tokens"])
     return Decimal(calc_price(usage, model_ref=model, provider_id=provider).total_price)
+
+
+AI_SDK = Path(__file__).parent / "ai_sdk"
+
+
+def ai_sdk_installed() -> str | None:
+    """Install the AI SDK client's locked packages once; None when ready, else why not."""
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        return "Node.js and npm are not on the PATH"
+    if (AI_SDK / "node_modules" / "ai").is_dir():
+        return None
+    installed = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"],
+        cwd=AI_SDK,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if installed.returncode != 0:
+        return f"npm ci failed: {installed.stderr[-2000:]}"
+    return None
+
+
+def test_the_ai_sdk_from_npm_on_every_surface_adds_up(stack: Stack) -> None:
+    reason = ai_sdk_installed()
+    if reason is not None:
+        pytest.skip(reason)
+    ran = subprocess.run(
+        [shutil.which("node") or "node", "client.mjs"],
+        cwd=AI_SDK,
+        env={**os.environ, "METERLINE_URL": stack.url, "METERLINE_KEY": stack.key},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    calls = [json.loads(line) for line in ran.stdout.splitlines() if line.startswith("{")]
+    assert [(c["surface"], c["streamed"]) for c in calls] == [
+        (surface, streamed)
+        for surface in ("chat_completions", "responses", "messages")
+        for streamed in (False, True)
+    ]
+    want: dict[tuple[str, str], dict[str, Any]] = defaultdict(
+        lambda: {**dict.fromkeys(COLUMNS, 0), "request_count": 0, "market_cost": Decimal(0)}
+    )
+    for call in calls:
+        assert call["eventId"], call
+        usage = call["usage"]
+        cached = usage.get("cachedInputTokens") or 0
+        # The AI SDK reports Anthropic's input without cache reads and writes, and the writes
+        # in its provider metadata.
+        written = ((call.get("providerMetadata") or {}).get("anthropic") or {}).get(
+            "cacheCreationInputTokens"
+        ) or 0
+        inputs = usage["inputTokens"] + (cached + written if call["surface"] == "messages" else 0)
+        tokens = {
+            "input_tokens": inputs,
+            "output_tokens": usage["outputTokens"],
+            "cached_input_tokens": cached,
+            "cache_creation_input_tokens": written,
+            "reasoning_tokens": usage.get("reasoningTokens") or 0,
+        }
+        row = want[(call["provider"], call["model"])]
+        for column in COLUMNS:
+            row[column] += tokens[column]
+        row["request_count"] += 1
+        price = calc_price(
+            Usage(
+                input_tokens=inputs,
+                output_tokens=tokens["output_tokens"],
+                cache_read_tokens=cached,
+                cache_write_tokens=written,
+            ),
+            model_ref=call["model"],
+            provider_id=call["provider"],
+        )
+        row["market_cost"] += Decimal(price.total_price).quantize(MONEY)
+    assert want[("openai", "gpt-5-mini")]["reasoning_tokens"] > 0
+
+    wait_for_requests(stack, len(calls), tags="suite:ai-sdk")
+    rows = report(stack, group_by="provider,model", tags="suite:ai-sdk")
+    got = {
+        (r["provider"], r["model"]): {
+            **{c: r[c] for c in COLUMNS},
+            "request_count": r["request_count"],
+            "market_cost": Decimal(str(r["market_cost"])),
+        }
+        for r in rows
+    }
+    assert got == dict(want)
