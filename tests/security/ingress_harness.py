@@ -1,0 +1,81 @@
+"""The ingress in process (Starlette's TestClient, lifespan included) in front of the
+provider simulator on a loopback port, with a MemoryPublisher collecting the events and a
+recorder keeping what reached the provider: so a test can tell that a refused request was
+neither forwarded nor metered."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from meterline.common.config import new_key
+from meterline.ingress.app import create_app
+from meterline.ingress.publisher import MemoryPublisher
+from meterline.ingress.settings import IngressSettings
+from meterline.simulator.app import create_app as create_simulator
+from tests.unit.ingress.conftest import (
+    SYSTEM_KEY,
+    SYSTEM_KEY_ENV,
+    Recorder,
+    ServerThread,
+    gateway_config,
+)
+
+MAX_BODY = 64 * 1024
+ANTHROPIC_SURFACE = "/v1/messages"
+
+
+@dataclass
+class Ingress:
+    client: TestClient
+    keys: dict[str, str]
+    publisher: MemoryPublisher
+    upstream: Recorder
+
+    def reset(self) -> None:
+        self.publisher.events.clear()
+        self.upstream.received.clear()
+
+    def wait_for_events(self, count: int, timeout: float = 5.0) -> None:
+        """Events are published after the response is complete."""
+        deadline = time.monotonic() + timeout
+        while len(self.publisher.events) < count and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+@contextmanager
+def running_ingress() -> Iterator[Ingress]:
+    keys = {"acme": new_key(), "globex": new_key()}
+    recorder = Recorder(create_simulator())
+    publisher = MemoryPublisher()
+    with pytest.MonkeyPatch.context() as patch, ServerThread(recorder) as simulator:
+        patch.setenv(SYSTEM_KEY_ENV, SYSTEM_KEY)
+        app = create_app(
+            IngressSettings(max_request_body_bytes=MAX_BODY),
+            gateway_config(simulator.url, keys),
+            publisher,
+        )
+        # raise_server_exceptions=False: a 500 is an answer to assert on, not a crash.
+        with TestClient(app, raise_server_exceptions=False) as client:
+            yield Ingress(client, keys, publisher, recorder)
+
+
+def assert_error_format(path: str, status: int, body: object) -> dict[str, object]:
+    """The error body of the surface at ``path``; returns its ``error`` object."""
+    assert isinstance(body, dict), body
+    if path.startswith(ANTHROPIC_SURFACE):
+        assert set(body) == {"type", "error"} and body["type"] == "error", body
+        error = body["error"]
+        assert isinstance(error, dict) and set(error) == {"type", "message"}, body
+    else:
+        assert set(body) == {"error"}, body
+        error = body["error"]
+        assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"], body
+    return error
