@@ -176,36 +176,30 @@ async def produce(bootstrap: str, topic: str, events: Sequence[Any]) -> float:
     return len(events) / (time.perf_counter() - started)
 
 
-class TimedSource:
-    """Wraps the real source: notes when the first message arrived and the last commit
-    returned, which is the consumer's clock."""
+def timed_kafka_source(bootstrap: str, topic: str, group: str) -> Any:
+    """The real Kafka source, noting when the first message arrived and when the last commit
+    returned: the consumer's clock."""
+    from meterline.consumer.source import KafkaSource
 
-    def __init__(self, inner: Any):
-        self._inner = inner
-        self.first_message_at: float | None = None
-        self.last_commit_at: float | None = None
+    class TimedSource(KafkaSource):
+        first_message_at: float | None = None
+        last_commit_at: float | None = None
 
-    async def start(self) -> None:
-        await self._inner.start()
+        async def poll(self, max_messages: int, timeout: float) -> list[Any]:
+            messages = await super().poll(max_messages, timeout)
+            if messages and self.first_message_at is None:
+                self.first_message_at = time.perf_counter()
+            return messages
 
-    async def poll(self, max_messages: int, timeout: float) -> list[Any]:
-        messages: list[Any] = await self._inner.poll(max_messages, timeout)
-        if messages and self.first_message_at is None:
-            self.first_message_at = time.perf_counter()
-        return messages
+        async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+            await super().commit(offsets)
+            self.last_commit_at = time.perf_counter()
 
-    async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        await self._inner.commit(offsets)
-        self.last_commit_at = time.perf_counter()
+    return TimedSource(bootstrap, topic, group)
 
-    def pause(self) -> None:
-        self._inner.pause()
 
-    def resume(self) -> None:
-        self._inner.resume()
-
-    async def stop(self) -> None:
-        await self._inner.stop()
+def count(client: Any, sql: str) -> int:
+    return int(client.query(sql).result_rows[0][0])
 
 
 async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int) -> dict[str, Any]:
@@ -219,7 +213,6 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
     from meterline.consumer.enrich import Enricher
     from meterline.consumer.pipeline import Pipeline
     from meterline.consumer.settings import ConsumerSettings
-    from meterline.consumer.source import KafkaSource
     from meterline.consumer.write import ClickHouseWriter
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -230,7 +223,7 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
         config = gateway_config()
         dead_letter = KafkaDeadLetter(bootstrap, f"{topic}-dead-letters")
         await dead_letter.start()
-        source = TimedSource(KafkaSource(bootstrap, topic, group))
+        source = timed_kafka_source(bootstrap, topic, group)
         pipeline = Pipeline(
             source=source,
             codec=UsageEventCodec(),
@@ -254,8 +247,8 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
             await dead_letter.stop()
         assert source.first_message_at is not None and source.last_commit_at is not None
         seconds = source.last_commit_at - source.first_message_at
-        rows = int(client.command("SELECT count() FROM usage_events"))
-        hourly = int(client.command("SELECT sum(request_count) FROM usage_hourly"))
+        rows = count(client, "SELECT count() FROM usage_events")
+        hourly = count(client, "SELECT sum(request_count) FROM usage_hourly")
         if rows != events or hourly != events:
             raise RuntimeError(f"wrote {rows} raw rows and {hourly} rollup requests, not {events}")
         return {
@@ -327,8 +320,8 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
         started = time.perf_counter()
         client.command(CEILING_INSERT, parameters={"events": events})
         seconds = time.perf_counter() - started
-        rows = int(client.command("SELECT count() FROM usage_events"))
-        hourly = int(client.command("SELECT sum(request_count) FROM usage_hourly"))
+        rows = count(client, "SELECT count() FROM usage_events")
+        hourly = count(client, "SELECT sum(request_count) FROM usage_hourly")
         if rows != events or hourly != events:
             raise RuntimeError(f"wrote {rows} raw rows and {hourly} rollup requests, not {events}")
         return {

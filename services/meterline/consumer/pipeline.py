@@ -27,12 +27,19 @@ What a crash between two steps leads to:
 - producer-side repeats (the ingress re-sending an event it was not sure Kafka had) carry
   the same event id at other offsets: the enrich step drops ids it has seen recently.
 - dead letters are flushed before the commit, so a rejected message is never lost.
+
+Warehouse outages: a failed batch-log read or write or insert is retried with backoff (up
+to ``insert_retry_max_seconds`` between attempts) for as long as it takes. Meanwhile the
+batch is kept, nothing past it is committed, the partitions are paused so no more messages
+are fetched into memory, and the consumer polls Kafka now and then to stay in its group;
+the first attempt that succeeds resumes the partitions.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +57,9 @@ from meterline.consumer.source import MessageSource
 from meterline.consumer.write import Writer
 
 log = logging.getLogger("meterline.consumer")
+
+KEEP_ALIVE_SECONDS = 5.0
+"""How often a consumer paused by a warehouse outage polls Kafka to stay in its group."""
 
 
 @dataclass
@@ -89,6 +99,8 @@ class Pipeline:
         self.stats = ConsumerStats()
         self.idle = asyncio.Event()
         """Set while no batch is open: everything read so far is written and committed."""
+        self.warehouse_down = asyncio.Event()
+        """Set while writes to the warehouse fail and the partitions are paused."""
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then write and commit what is open."""
@@ -149,9 +161,15 @@ class Pipeline:
         if self._next_offset.get(key) != message.offset:
             # First message of a partition, or a jump (restart, rebalance, seek): ask the
             # batch log which ranges were recorded from here on, possibly by another member.
-            self._planned[key] = await self._batch_log.recorded(
-                message.topic, message.partition, message.offset
-            )
+            recorded: dict[int, int] = {}
+
+            async def read_log() -> None:
+                recorded.update(
+                    await self._batch_log.recorded(message.topic, message.partition, message.offset)
+                )
+
+            await self._retry(f"reading the batch log of {key[0]}/{key[1]}", read_log)
+            self._planned[key] = recorded
         planned_last = self._planned.get(key, {}).get(message.offset)
         return Batch(message.topic, message.partition, message.offset, planned_last=planned_last)
 
@@ -180,35 +198,52 @@ class Pipeline:
         await self._dead_letter.flush()
         if batch.planned_last is None:
             await self._retry(
-                batch,
+                f"recording batch {batch.deduplication_token}",
                 lambda: self._batch_log.record(
                     batch.topic, batch.partition, batch.first_offset, batch.last_offset
                 ),
             )
-        await self._retry(batch, lambda: self._writer.insert(batch.rows, batch.deduplication_token))
+        await self._retry(
+            f"inserting batch {batch.deduplication_token}",
+            lambda: self._writer.insert(batch.rows, batch.deduplication_token),
+        )
         self._recent_ids.remember(batch.event_ids)
         await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
         self.stats.batches_written += 1
         self.stats.events_written += len(batch.rows)
 
-    async def _retry(self, batch: Batch, attempt: Callable[[], Awaitable[None]]) -> None:
-        """Retry a warehouse write with backoff until it succeeds."""
+    async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Retry a warehouse write with backoff until it succeeds.
+
+        While the warehouse is down the batch is kept and nothing past it is committed
+        (committing rows that are not written would lose them), the source's partitions
+        are paused so that no more messages pile up in memory, and the consumer stays in
+        its group; the first attempt that succeeds resumes the partitions."""
         delay = 0.1
+        failed_at: float | None = None
         while True:
             try:
                 await attempt()
                 break
             except Exception as error:
-                # Keep the batch and retry: committing past rows that are not written
-                # would lose them. Paused partitions stop the fetcher from buffering more.
                 self.stats.insert_failures += 1
-                log.warning(
-                    "insert of %s failed (%s); retrying in %.1fs",
-                    batch.deduplication_token,
-                    error,
-                    delay,
-                )
-                self._source.pause()
-                await asyncio.sleep(delay)
+                if failed_at is None:
+                    failed_at = time.monotonic()
+                    self._source.pause()
+                    self.warehouse_down.set()
+                log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
+                await self._wait_paused(delay)
                 delay = min(delay * 2, self._settings.insert_retry_max_seconds)
-        self._source.resume()
+        if failed_at is not None:
+            self._source.resume()
+            self.warehouse_down.clear()
+            log.warning(
+                "warehouse writable again after %.1fs; partitions resumed",
+                time.monotonic() - failed_at,
+            )
+
+    async def _wait_paused(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, KEEP_ALIVE_SECONDS))
+            await self._source.keep_alive()

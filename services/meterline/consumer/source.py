@@ -5,7 +5,7 @@ partition, which is all the pipeline needs to know about either."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from meterline.common.bus import BusMessage, InProcessBus
 
@@ -24,6 +24,11 @@ class MessageSource(Protocol):
         ...
 
     def resume(self) -> None: ...
+
+    async def keep_alive(self) -> None:
+        """Called every few seconds while paused: stay a live member of the consumer group
+        without taking more messages in."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -52,6 +57,9 @@ class BusSource:
     def resume(self) -> None:
         self._paused = False
 
+    async def keep_alive(self) -> None:
+        return None
+
     async def stop(self) -> None:
         return None
 
@@ -61,13 +69,23 @@ class KafkaSource:
     the pipeline only after ClickHouse accepted the rows they cover."""
 
     def __init__(
-        self, bootstrap_servers: str, topic: str, group_id: str, session_timeout_ms: int = 10_000
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group_id: str,
+        session_timeout_ms: int = 10_000,
+        **options: Any,
     ):
+        """``options`` go to ``AIOKafkaConsumer`` as they are (e.g. ``max_poll_interval_ms``)."""
         self._bootstrap = bootstrap_servers
         self._topic = topic
         self._group_id = group_id
         self._session_timeout_ms = session_timeout_ms
+        self._options = options
         self._consumer: object | None = None
+        self._paused = False
+        # Records that a keep-alive poll returned while paused, handed out by the next poll.
+        self._held: list[BusMessage] = []
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -83,6 +101,7 @@ class KafkaSource:
             # Large fetches: the consumer's throughput comes from big batches.
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            **self._options,
         )
         await consumer.start()
         self._consumer = consumer
@@ -93,6 +112,12 @@ class KafkaSource:
         return self._consumer
 
     async def poll(self, max_messages: int, timeout: float) -> list[BusMessage]:
+        if self._held:
+            held, self._held = self._held[:max_messages], self._held[max_messages:]
+            return held
+        return await self._getmany(max_messages, timeout)
+
+    async def _getmany(self, max_messages: int, timeout: float) -> list[BusMessage]:
         consumer = self._kafka()
         records = await consumer.getmany(  # type: ignore[attr-defined]
             timeout_ms=int(timeout * 1000), max_records=max_messages
@@ -117,10 +142,28 @@ class KafkaSource:
     def pause(self) -> None:
         consumer = self._kafka()
         consumer.pause(*consumer.assignment())  # type: ignore[attr-defined]
+        self._paused = True
 
     def resume(self) -> None:
         consumer = self._kafka()
         consumer.resume(*consumer.assignment())  # type: ignore[attr-defined]
+        self._paused = False
+
+    @property
+    def paused_partitions(self) -> set[tuple[str, int]]:
+        paused = self._kafka().paused()  # type: ignore[attr-defined]
+        return {(tp.topic, tp.partition) for tp in paused}
+
+    async def keep_alive(self) -> None:
+        """A consumer that has not asked for records for ``max_poll_interval_ms`` (5 minutes
+        by default) leaves the group, and its later commit fails: a warehouse outage longer
+        than that would crash the consumer. A poll of the paused partitions keeps it in,
+        and returns nothing new; a partition assigned meanwhile (a rebalance) is paused
+        too, and whatever it already returned is held for the next poll, never dropped."""
+        if not self._paused:
+            return
+        self.pause()
+        self._held.extend(await self._getmany(10_000, 0))
 
     async def stop(self) -> None:
         if self._consumer is not None:
