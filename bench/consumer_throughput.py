@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
     params: dict[str, Any] = {
         "events": events,
         "batch_sizes": args.batch_sizes
-        or ([5_000, 20_000] if args.quick else [1_000, 5_000, 20_000, 50_000]),
+        or ([20_000] if args.quick else [1_000, 5_000, 20_000, 50_000]),
         "repeats": args.repeats or (1 if args.quick else 3),
         "partitions": 1,
         "models": [m for _, m, _, _ in MODELS],
