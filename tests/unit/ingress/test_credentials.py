@@ -34,7 +34,7 @@ ENV = {
     "CRED_TEST_TEAM": TEAM_KEY,
     "CRED_TEST_STRICT": STRICT_TEAM_KEY,
 }
-MESSAGES = [{"role": "user", "content": "Count my keys."}]
+MESSAGES: Any = [{"role": "user", "content": "Count my keys."}]
 
 
 @dataclass
