@@ -81,6 +81,11 @@ class UsageEventCodec:
     def writer_version(self) -> int:
         return self._writer.version
 
+    @property
+    def reader_schema(self) -> KnownSchema:
+        """The newest schema: every version is resolved to it when decoding."""
+        return self._reader
+
     def encode_record(self, record: dict[str, Any]) -> bytes:
         buffer = io.BytesIO()
         buffer.write(self._header)
