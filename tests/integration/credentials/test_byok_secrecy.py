@@ -105,7 +105,7 @@ def stack(
 def wait_rows(client: Client, count: int, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if client.command("SELECT count() FROM usage_events") >= count:
+        if client.query("SELECT count() FROM usage_events").result_rows[0][0] >= count:
             return
         time.sleep(0.1)
     raise AssertionError("the consumer did not write the events in time")
