@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from meterline.simulator.common import (
+    FAILURE_MESSAGE,
     Call,
     anthropic_error,
     begin,
@@ -227,4 +228,7 @@ def _stream(
         }
     )
     emit({"type": "message_stop"})
-    return sse_response(events, call.controls.chunk_delay_s, call.headers)
+    failure = {"type": "error", "error": {"type": "overloaded_error", "message": FAILURE_MESSAGE}}
+    return sse_response(
+        events, call.controls, call.headers, f"event: error\ndata: {dumps(failure)}\n\n"
+    )

@@ -22,6 +22,9 @@ Faults and pacing on demand, by request header:
 * ``x-simulator-chunk-delay-ms: N`` - wait N ms between the events of a stream, each event
   then being its own write. Without it the whole stream goes out in one write (same bytes,
   much cheaper under benchmark load).
+* ``x-simulator-fail-after: N`` - end a stream after N events with the surface's error event
+  (Chat Completions ``data: {"error": ...}``, Responses ``event: error``, Anthropic
+  ``event: error`` with ``overloaded_error``), as providers do when they fail mid-answer.
 * ``x-simulator-chunks: N`` - split a streamed reply's text into N content events (default
   8; thousands are fine, empty deltas fill in when N exceeds the text's length). Usage does
   not change with N.

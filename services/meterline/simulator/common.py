@@ -26,6 +26,8 @@ class Controls:
     delay_s: float
     chunk_delay_s: float
     chunks: int
+    fail_after: int | None
+    """End a stream with the surface's error event after this many events."""
 
 
 def _int_header(headers: Headers, name: str, default: int, low: int, high: int) -> int:
@@ -41,11 +43,13 @@ def _int_header(headers: Headers, name: str, default: int, low: int, high: int) 
 
 def read_controls(headers: Headers) -> Controls:
     status = _int_header(headers, "x-simulator-status", 0, 0, 599)
+    fail_after = _int_header(headers, "x-simulator-fail-after", -1, -1, MAX_CHUNKS)
     return Controls(
         status=status if status >= 400 else None,
         delay_s=_int_header(headers, "x-simulator-delay-ms", 0, 0, MAX_DELAY_MS) / 1000,
         chunk_delay_s=_int_header(headers, "x-simulator-chunk-delay-ms", 0, 0, MAX_DELAY_MS) / 1000,
         chunks=_int_header(headers, "x-simulator-chunks", DEFAULT_CHUNKS, 1, MAX_CHUNKS),
+        fail_after=fail_after if fail_after >= 0 else None,
     )
 
 
@@ -80,10 +84,17 @@ def json_response(value: object, status: int, headers: Mapping[str, str]) -> Res
     )
 
 
+FAILURE_MESSAGE = "Simulated failure mid-stream (x-simulator-fail-after)."
+
+
 def sse_response(
-    events: list[str], chunk_delay_s: float, headers: Mapping[str, str]
+    events: list[str], controls: Controls, headers: Mapping[str, str], error_event: str
 ) -> StreamingResponse:
-    """Send prebuilt SSE events, one write each, sleeping ``chunk_delay_s`` between them."""
+    """Send prebuilt SSE events, one write each, sleeping ``chunk_delay_s`` between them;
+    with ``fail_after``, only that many of them and then ``error_event``."""
+    if controls.fail_after is not None:
+        events = [*events[: controls.fail_after], error_event]
+    chunk_delay_s = controls.chunk_delay_s
 
     async def body() -> AsyncIterator[bytes]:
         if not chunk_delay_s:

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from meterline.simulator.common import (
+    FAILURE_MESSAGE,
     Call,
     begin,
     dumps,
@@ -180,4 +181,7 @@ def _stream(
     if include_usage:
         events.append(f'{head}],"usage":{dumps(usage_body(result))}}}\n\n')
     events.append("data: [DONE]\n\n")
-    return sse_response(events, call.controls.chunk_delay_s, call.headers)
+    failure = {
+        "error": {"message": FAILURE_MESSAGE, "type": "server_error", "param": None, "code": None}
+    }
+    return sse_response(events, call.controls, call.headers, f"data: {dumps(failure)}\n\n")

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from meterline.simulator.common import (
+    FAILURE_MESSAGE,
     Call,
     begin,
     dumps,
@@ -167,4 +168,13 @@ def _stream(call: Call, shell: _Shell, result: Plan) -> Response:
     item = shell.message(status, [_text_part(result.text)])
     emit("response.output_item.done", output_index=0, item=item)
     emit(f"response.{status}", response=shell.response(status, [item], usage_body(result)))
-    return sse_response(events, call.controls.chunk_delay_s, call.headers)
+    failure = {
+        "type": "error",
+        "code": "server_error",
+        "message": FAILURE_MESSAGE,
+        "param": None,
+        "sequence_number": min(len(events), call.controls.fail_after or 0),
+    }
+    return sse_response(
+        events, call.controls, call.headers, f"event: error\ndata: {dumps(failure)}\n\n"
+    )

@@ -320,6 +320,21 @@ def test_provider_stalling_mid_stream_ends_it_with_an_anthropic_error_event(gw: 
     assert event.input_tokens > 0  # what message_start said the provider took in
 
 
+def test_provider_error_event_mid_stream_is_passed_on_and_recorded(gw: Gateway) -> None:
+    # Anthropic's overloaded_error after message_start and the first block's start.
+    gw.upstream.inject["x-simulator-fail-after"] = "2"
+    with (
+        pytest.raises(anthropic.APIStatusError) as caught,
+        client(gw).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
+    ):
+        for _ in stream:
+            pass
+    assert caught.value.body["error"]["type"] == "overloaded_error"  # type: ignore[index]
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.error_type) == ("error", "overloaded_error")
+    assert event.input_tokens > 0  # message_start's input usage is kept
+
+
 def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
     gw.upstream.inject["x-simulator-chunks"] = "20000"

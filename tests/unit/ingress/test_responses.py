@@ -255,6 +255,17 @@ def test_provider_stalling_mid_stream_ends_it_with_an_openai_error_event(gw: Gat
     assert (event.status, event.error_type, event.streamed) == ("error", "upstream_timeout", True)
 
 
+def test_provider_error_event_mid_stream_is_passed_on_and_recorded(gw: Gateway) -> None:
+    gw.upstream.inject["x-simulator-fail-after"] = "4"
+    events = list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+    # The SDK hands a Responses error event to the caller as the stream's last item.
+    assert events[-1].type == "error"
+    assert "x-simulator-fail-after" in events[-1].message  # the provider's own message
+    [event] = gw.wait_for_events(1)
+    assert (event.status, event.error_type, event.streamed) == ("error", "server_error", True)
+    assert (event.input_tokens, event.output_tokens) == (0, 0)  # no usage before the end
+
+
 def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
     gw.upstream.inject["x-simulator-chunks"] = "20000"
