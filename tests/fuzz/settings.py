@@ -7,13 +7,13 @@ from __future__ import annotations
 from hypothesis import HealthCheck, settings
 
 FUZZ = settings(
-    max_examples=300,
+    max_examples=150,
     derandomize=True,
     database=None,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-"""For pure functions: a few hundred examples cost well under a second each test."""
+"""For pure functions: a second or two a test on an idle machine."""
 
-FUZZ_HTTP = settings(FUZZ, max_examples=60)
+FUZZ_HTTP = settings(FUZZ, max_examples=40)
 """For whole requests through an app: each example is a request (and maybe a query)."""

@@ -50,7 +50,7 @@ def requests(draw: st.DrawFn) -> tuple[dict[str, Any], Headers]:
     return body, Headers(raw=raw)
 
 
-@settings(FUZZ, max_examples=200)
+@settings(FUZZ, max_examples=120)
 @given(requests())
 def test_any_request_gives_an_attribution_within_limits_or_a_400(
     request: tuple[dict[str, Any], Headers],
@@ -76,7 +76,7 @@ PLAIN_TAG = st.text(
 )
 
 
-@settings(FUZZ, max_examples=150)
+@settings(FUZZ, max_examples=100)
 @given(
     st.lists(PLAIN_TAG, max_size=12),
     st.lists(PLAIN_TAG, max_size=12),

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from meterline.common.config import new_key
@@ -48,8 +49,17 @@ class Ingress:
             time.sleep(0.005)
 
 
+@dataclass
+class IngressApp:
+    app: FastAPI
+    keys: dict[str, str]
+    publisher: MemoryPublisher
+    upstream: Recorder
+
+
 @contextmanager
-def running_ingress() -> Iterator[Ingress]:
+def ingress_app() -> Iterator[IngressApp]:
+    """The app, not yet started: its lifespan runs in whichever client serves it."""
     keys = {"acme": new_key(), "globex": new_key()}
     recorder = Recorder(create_simulator())
     publisher = MemoryPublisher()
@@ -60,9 +70,17 @@ def running_ingress() -> Iterator[Ingress]:
             gateway_config(simulator.url, keys),
             publisher,
         )
-        # raise_server_exceptions=False: a 500 is an answer to assert on, not a crash.
-        with TestClient(app, raise_server_exceptions=False) as client:
-            yield Ingress(client, keys, publisher, recorder)
+        yield IngressApp(app, keys, publisher, recorder)
+
+
+@contextmanager
+def running_ingress() -> Iterator[Ingress]:
+    # raise_server_exceptions=False: a 500 is an answer to assert on, not a crash.
+    with (
+        ingress_app() as built,
+        TestClient(built.app, raise_server_exceptions=False) as client,
+    ):
+        yield Ingress(client, built.keys, built.publisher, built.upstream)
 
 
 def assert_error_format(path: str, status: int, body: object) -> dict[str, object]:
