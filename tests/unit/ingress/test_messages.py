@@ -355,6 +355,22 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     assert event.input_tokens == usage["input_tokens"] + usage["cache_read_input_tokens"]
 
 
+def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: Gateway) -> None:
+    byok = {"anthropic": [{"apiKey": "sk-ant-byok-for-messages"}]}
+    client(gw).messages.create(
+        model=MODEL,
+        max_tokens=64,
+        messages=MESSAGES,
+        extra_body={"providerOptions": {"gateway": {"byok": byok}}},
+    )
+    [event] = gw.wait_for_events(1)
+    assert event.credential_type == "byok"
+    assert "sk-ant-byok" not in repr(event.to_record())
+    [upstream] = gw.upstream.received
+    assert upstream.headers["x-api-key"] == "sk-ant-byok-for-messages"
+    assert "sk-ant-byok" not in json.dumps(upstream.body)
+
+
 def test_missing_or_wrong_key_is_a_401_in_anthropic_format(gw: Gateway) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
         client(gw, key="ml_not-a-key").messages.create(

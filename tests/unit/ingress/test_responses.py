@@ -285,6 +285,21 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
     )
 
 
+def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: Gateway) -> None:
+    byok = {"sim": [{"apiKey": "sk-byok-for-responses"}]}
+    client(gw).responses.create(
+        model="sim/gpt-4o",
+        input=PROMPT,
+        extra_body={"providerOptions": {"gateway": {"byok": byok}}},
+    )
+    [event] = gw.wait_for_events(1)
+    assert event.credential_type == "byok"
+    assert "sk-byok" not in repr(event.to_record())
+    [upstream] = gw.upstream.received
+    assert upstream.headers["authorization"] == "Bearer sk-byok-for-responses"
+    assert "sk-byok" not in json.dumps(upstream.body)
+
+
 def test_missing_or_wrong_key_is_a_401_in_openai_format(gw: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
         client(gw, key="ml_not-a-key").responses.create(model="sim/gpt-4o", input=PROMPT)

@@ -3,7 +3,8 @@
 Every error on this surface is in Anthropic's format (``errors.py`` picks it by path). The
 gateway key is accepted as ``x-api-key`` (what the Anthropic SDK sends) or as
 ``Authorization: Bearer``. The end user comes from the gateway's own sources first
-(``tagging.py``), then from Anthropic's ``metadata.user_id``."""
+(``tagging.py``), then from Anthropic's ``metadata.user_id``. Routing options and BYOK keys
+(``providerOptions.gateway``) work as for Chat Completions (``routing.py``)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from meterline.common.events import MAX_USER_LENGTH
 from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
 from meterline.ingress.errors import BadRequest, Unauthorized
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.tagging import Attribution, take_attribution
+from meterline.ingress.routing import Route, first_success
+from meterline.ingress.tagging import Attribution, take_options
 
 router = APIRouter()
 
@@ -66,23 +68,32 @@ async def messages(request: Request) -> Response:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream: must be a boolean", param="stream")
-    attribution = metadata_user(body, take_attribution(body, request.headers, standard_user=False))
-    route = gateway.messages_router.resolve(model, caller.team)
+    attribution, options = take_options(body, request.headers, standard_user=False)
+    attribution = metadata_user(body, attribution)
+    routes = gateway.messages_router.plan(model, options, caller.team)
+    first = routes[0]
     record = RequestRecord(
         team_id=caller.team.id,
         api_key_name=caller.key_name,
         api_surface="messages",
         model_requested=model,
-        model=route.model,
-        provider=route.provider.slug,
-        credential_type=route.credential.type,
+        model=first.model,
+        provider=first.provider.slug,
+        credential_type=first.credential.type,
         streamed=stream,
         user_id=attribution.user,
         tags=attribution.tags,
         started_at=started_at,
         started=started,
     )
-    return await gateway.anthropic.messages(route, body, request.headers, record)
+
+    async def send(route: Route) -> Response:
+        # The wire sets the model in the body: each attempt gets its own copy.
+        return await gateway.anthropic.messages(route, dict(body), request.headers, record)
+
+    if len(routes) == 1:
+        return await send(first)
+    return await first_success(routes, record, send)
 
 
 router.add_route("/v1/messages", messages, methods=["POST"])

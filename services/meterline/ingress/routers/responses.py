@@ -1,5 +1,8 @@
 """``POST /v1/responses``: the OpenAI Responses API (also what OpenResponses clients speak),
-whole or streamed."""
+whole or streamed, to providers speaking the OpenAI wire.
+
+Routing options and BYOK keys (``providerOptions.gateway``) work as for Chat Completions
+(``routing.py``); the event names the route that answered."""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from starlette.responses import Response
 from meterline.ingress.deps import authenticate, gateway_of, read_json_object
 from meterline.ingress.errors import BadRequest
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.tagging import take_attribution
+from meterline.ingress.routing import Route, first_success
+from meterline.ingress.tagging import take_options
 
 router = APIRouter()
 
@@ -33,23 +37,31 @@ async def responses(request: Request) -> Response:
     stream = body.get("stream", False)
     if not isinstance(stream, bool):
         raise BadRequest("stream must be a boolean", param="stream")
-    attribution = take_attribution(body, request.headers)
-    route = gateway.chat_router.resolve(model, caller.team)
+    attribution, options = take_options(body, request.headers)
+    routes = gateway.chat_router.plan(model, options, caller.team)
+    first = routes[0]
     record = RequestRecord(
         team_id=caller.team.id,
         api_key_name=caller.key_name,
         api_surface="responses",
         model_requested=model,
-        model=route.model,
-        provider=route.provider.slug,
-        credential_type=route.credential.type,
+        model=first.model,
+        provider=first.provider.slug,
+        credential_type=first.credential.type,
         streamed=stream,
         user_id=attribution.user,
         tags=attribution.tags,
         started_at=started_at,
         started=started,
     )
-    return await gateway.openai.responses(route, body, record)
+
+    async def send(route: Route) -> Response:
+        # The wire sets the model in the body: each attempt gets its own copy.
+        return await gateway.openai.responses(route, dict(body), record)
+
+    if len(routes) == 1:
+        return await send(first)
+    return await first_success(routes, record, send)
 
 
 # A plain Starlette route, as for Chat Completions (see deps.py).
