@@ -42,8 +42,8 @@ def test_day_by_user_in_utc_reads_the_smallest_daily_rollup_with_user_and_creden
         "WHERE team_id = {team_id:String}\n"
         "  AND day >= {start_day:Date} AND day <= {end_day:Date}\n"
         "  AND credential_type = {credential_type:String}\n"
-        "GROUP BY g_day, g_user\n"
-        "ORDER BY g_day ASC, g_user ASC"
+        "GROUP BY day, user_id\n"
+        "ORDER BY day ASC, user_id ASC"
     )
     assert built.parameters == {
         "team_id": "acme",
@@ -99,8 +99,8 @@ def test_tags_by_day_without_user_or_tag_filters_read_the_per_tag_rollup() -> No
         "WHERE team_id = {team_id:String}\n"
         "  AND day >= {start_day:Date} AND day <= {end_day:Date}\n"
         "  AND model = {model:String}\n"
-        "GROUP BY g_tag, g_week\n"
-        "ORDER BY g_tag ASC, g_week ASC"
+        "GROUP BY tag, toMonday(day)\n"
+        "ORDER BY tag ASC, toMonday(day) ASC"
     )
 
 
@@ -129,7 +129,8 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
     assert built.sql == (
         "SELECT\n"
         "    model AS g_model,\n"
-        "    formatDateTime(toDate(started_at, {timezone:String}), '%Y-%m') AS g_month,\n"
+        "    formatDateTime(toStartOfMonth(toDate(started_at, {timezone:String})), '%Y-%m')"
+        " AS g_month,\n"
         "    sum(total_cost) AS m_total_cost,\n"
         "    sum(market_cost) AS m_market_cost,\n"
         "    sum(input_tokens) AS m_input_tokens,\n"
@@ -143,8 +144,8 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
         "WHERE team_id = {team_id:String}\n"
         "  AND started_at >= {start_at:DateTime64(3, 'UTC')}"
         " AND started_at < {end_at:DateTime64(3, 'UTC')}\n"
-        "GROUP BY g_model, g_month\n"
-        "ORDER BY g_model ASC, g_month ASC"
+        "GROUP BY model, toStartOfMonth(toDate(started_at, {timezone:String}))\n"
+        "ORDER BY model ASC, toStartOfMonth(toDate(started_at, {timezone:String})) ASC"
     )
     assert built.parameters["start_at"] == "2026-02-28 18:30:00"
     assert built.parameters["end_at"] == "2026-03-31 18:30:00"

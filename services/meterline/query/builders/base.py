@@ -148,45 +148,64 @@ def choose_source(query: ReportQuery) -> Source:
     return USAGE_EVENTS
 
 
-def dimension_columns(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> list[str]:
-    """The grouping fields, aliased ``g_<field>`` (never a column's own name, so an alias
-    cannot shadow a column in WHERE). ``tag`` is the ARRAY JOIN alias unless the source
-    holds a row per tag."""
-    columns = []
+@dataclass(frozen=True, slots=True)
+class Grouping:
+    field: str
+    """The row field: ``day``/``hour``/``week``/``month``, ``user``, ``model``, ``tag``, ..."""
+    key: str
+    """What rows are grouped and sorted by: a column or a Date/DateTime expression, so a
+    source sorted the same way is read, aggregated and paged in order (see the settings in
+    query/warehouse.py) instead of hashing every group and sorting them all."""
+    text: str
+    """The field's value in the row, a function of ``key``."""
+
+
+def groupings(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> list[Grouping]:
+    """The grouping fields in ``group_by`` order. ``tag`` is the ARRAY JOIN alias unless the
+    source holds a row per tag."""
+    found = []
     for dimension in query.group_by:
         if dimension == "day":
-            expression = bucket_expression(source, query, parameters)
-        elif dimension == "user":
-            expression = "user_id"
+            key, text = bucket(source, query, parameters)
+            field = query.time_field
+            found.append(Grouping(field, f"g_{field}" if key == text else key, text))
         elif dimension == "tag":
-            if not source.per_tag:
-                columns.append("g_tag")  # the ARRAY JOIN alias, see assemble()
-                continue
-            expression = "tag"
+            column = "tag" if source.per_tag else "g_tag"  # the ARRAY JOIN alias, see assemble()
+            found.append(Grouping("tag", column, column))
         else:
-            expression = dimension
-        columns.append(f"{expression} AS g_{query.time_field if dimension == 'day' else dimension}")
-    return columns
+            column = _COLUMN_OF[dimension]
+            found.append(Grouping(dimension, column, column))
+    return found
 
 
-def bucket_expression(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> str:
-    """The ``day`` grouping's value as text: YYYY-MM-DD for day and week (its Monday),
-    YYYY-MM-DDTHH for hour, YYYY-MM for month, all in the report's time zone."""
+def bucket(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> tuple[str, str]:
+    """The ``day`` grouping's key and text: YYYY-MM-DD for day and week (its Monday),
+    YYYY-MM-DDTHH for hour, YYYY-MM for month, all in the report's time zone. The text sorts
+    like the key, so ordering by the key orders the rows by their text."""
     column = source.time_column
+    part = query.date_part
+    if part == "hour":
+        parameters["timezone"] = query.timezone
+        if query.timezone != "UTC":
+            # Where clocks go back, two UTC hours share one local hour's text: group by the
+            # text, so they are one row as the report promises.
+            text = f"formatDateTime({column}, '%Y-%m-%dT%H', {{timezone:String}})"
+            return text, text
+        key = column if source.grain == "hour" else f"toStartOfHour({column})"
+        return key, f"formatDateTime({key}, '%Y-%m-%dT%H', {{timezone:String}})"
     if source.grain == "day":
         # UTC days, and the zone is at UTC+0 throughout (see choose_source).
         day = column
     else:
         parameters["timezone"] = query.timezone
         day = f"toDate({column}, {{timezone:String}})"
-    part = query.date_part
-    if part == "hour":
-        return f"formatDateTime({column}, '%Y-%m-%dT%H', {{timezone:String}})"
     if part == "week":
-        return f"toString(toMonday({day}))"
+        key = f"toMonday({day})"
+        return key, f"toString({key})"
     if part == "month":
-        return f"formatDateTime({day}, '%Y-%m')"
-    return f"toString({day})"
+        key = f"toStartOfMonth({day})"
+        return key, f"formatDateTime({key}, '%Y-%m')"
+    return day, f"toString({day})"
 
 
 def range_predicate(source: Source, query: ReportQuery, parameters: dict[str, Any]) -> str:
@@ -235,19 +254,17 @@ def metric_columns(source: Source) -> list[str]:
     return columns
 
 
-def order_clause(query: ReportQuery) -> str:
+def order_clause(query: ReportQuery, keys: dict[str, str]) -> str:
     """The caller's order, then every grouping field ascending, so the order is total and a
-    page offset always names the same rows."""
+    page offset always names the same rows. Grouping fields sort by their keys."""
     terms: list[str] = []
     named: set[str] = set()
     for name, direction in query.order_by:
-        alias = f"m_{name}" if name in METRICS else f"g_{name}"
-        terms.append(f"{alias} {direction.upper()}")
-        named.add(alias)
+        terms.append(f"{f'm_{name}' if name in METRICS else keys[name]} {direction.upper()}")
+        named.add(name)
     for field in query.fields():
-        alias = f"g_{field}"
-        if alias not in named:
-            terms.append(f"{alias} ASC")
+        if field not in named:
+            terms.append(f"{keys[field]} ASC")
     return ", ".join(terms)
 
 
@@ -265,15 +282,19 @@ def assemble(
     """One aggregation over one source: grouping fields, metric sums, team-scoped filters,
     a total order and the page."""
     where, parameters = where_clause(team_id, source, query)
-    dimensions = dimension_columns(source, query, parameters)
+    grouped = groupings(source, query, parameters)
     # A request with several tags is counted under each; an untagged one under none.
     array_join = (
         "\nARRAY JOIN tags AS g_tag" if "tag" in query.group_by and not source.per_tag else ""
     )
+    dimensions = [
+        g.text if g.text == f"g_{g.field}" else f"{g.text} AS g_{g.field}" for g in grouped
+    ]
     select = ",\n    ".join([*dimensions, *metric_columns(source)])
-    group_by = ", ".join(f"g_{field}" for field in query.fields())
+    group_by = ", ".join(g.key for g in grouped)
+    order_by = order_clause(query, {g.field: g.key for g in grouped})
     sql = (
         f"SELECT\n    {select}\nFROM {source.table}{array_join}\nWHERE {where}\n"
-        f"GROUP BY {group_by}\nORDER BY {order_clause(query)}"
+        f"GROUP BY {group_by}\nORDER BY {order_by}"
     ) + page_clause(parameters, limit, offset)
     return BuiltQuery(sql, parameters)
