@@ -154,6 +154,8 @@ def summarize(raw: dict[str, Any]) -> dict[str, Any]:
         for key in ("rate", "sent", "completed", "achieved_rate", "errors", "peak_connections")
     }
     summary["error_count"] = sum(raw["errors"].values())
+    # Answers that carried the gateway's event id header: every metered one.
+    summary["event_ids"] = len(raw["event_ids"])
     summary["generator_cpu_us_per_request"] = round(raw["cpu_per_request_us"], 1)
     # Everything the run sent, warm-up included, is in the services' CPU time.
     requests = raw["sent"] * (1 + raw.get("warmup_s", 0) / raw["duration_s"])
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-p99-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
     if args.quick:
-        args.rates, args.duration, args.rounds = [100], 2.0, 1
+        args.rates, args.duration, args.rounds = [100], 1.5, 1
         args.no_kafka = args.no_max_rate = True
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-ingress-") as tmp:
