@@ -5,10 +5,12 @@ valid event survives encode and decode unchanged."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
+from meterline.common.bus import BusMessage
 from meterline.common.codec import HEADER_LENGTH, MARKER, DecodeError, UsageEventCodec
 from meterline.common.events import (
     API_SURFACES,
@@ -17,8 +19,11 @@ from meterline.common.events import (
     MAX_TAGS,
     MAX_USER_LENGTH,
     STATUSES,
+    EventValidationError,
     UsageEvent,
 )
+from meterline.consumer.decode import Rejected
+from meterline.consumer.decode import decode as consumer_decode
 from tests.fuzz.settings import FUZZ
 
 CODEC = UsageEventCodec()
@@ -147,3 +152,59 @@ def test_a_truncated_or_extended_event_fails_with_decode_error(
     assert decode_or_decode_error(encoded[:cut]) is None
     extra = data.draw(st.binary(min_size=1, max_size=8))
     assert decode_or_decode_error(encoded + extra) is None
+
+
+@FUZZ
+@given(st.binary(max_size=300) | st.binary(max_size=200).map(lambda body: KNOWN_HEADER + body))
+def test_the_consumer_rejects_what_it_cannot_read_and_keeps_the_bytes(data: bytes) -> None:
+    result = consumer_decode(CODEC, BusMessage("t", 0, 7, b"k", data))
+    if isinstance(result, Rejected):
+        assert result.reason.startswith(("undecodable: ", "invalid: ")), result.reason
+        assert result.message.value == data
+    else:
+        result.validate()
+
+
+SIGNED = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+
+
+@FUZZ
+@given(
+    events(),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "input_tokens": SIGNED,
+            "cached_input_tokens": SIGNED,
+            "cache_creation_input_tokens": SIGNED,
+            "reasoning_tokens": SIGNED,
+            "duration_ms": SIGNED,
+            "status": st.text(max_size=12),
+            "credential_type": st.text(max_size=12),
+            "team_id": st.text(max_size=3),
+            "event_id": st.text(max_size=40),
+            "tags": st.lists(st.text(max_size=70), max_size=12),
+        },
+    ),
+)
+def test_the_consumer_refuses_exactly_the_events_that_fail_validation(
+    event: UsageEvent, changes: dict[str, Any]
+) -> None:
+    """Events a foreign or buggy producer could encode (the Avro schema allows negative
+    counts and any strings): the consumer keeps the valid ones and dead-letters the rest."""
+    for name, value in changes.items():
+        setattr(event, name, value)
+    try:
+        event.validate()
+        valid = True
+    except EventValidationError:
+        valid = False
+    data = CODEC.encode(event)
+    result = consumer_decode(CODEC, BusMessage("t", 0, 7, b"k", data))
+    if valid:
+        assert isinstance(result, UsageEvent)
+    else:
+        assert isinstance(result, Rejected)
+        # An event id that is no UUID fails already in the Avro reader (its logical type).
+        bad_id = "event_id" in changes
+        assert result.reason.startswith(("invalid: ", "undecodable: ") if bad_id else "invalid: ")
