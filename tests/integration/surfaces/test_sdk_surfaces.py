@@ -184,8 +184,20 @@ def anthropic_client(stack: Stack) -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=stack.url, api_key=stack.key, max_retries=0)
 
 
+BYOK_PREFIX = "byok-"
+"""Users whose requests carry a request-scoped BYOK key for both providers."""
+
+
 def tagging(user: str, tag: str) -> dict[str, Any]:
-    return {"providerOptions": {"gateway": {"user": user, "tags": [tag]}}}
+    gateway: dict[str, Any] = {"user": user, "tags": [tag]}
+    if user.startswith(BYOK_PREFIX):
+        key = [{"apiKey": "sk-suite-byok"}]
+        gateway["byok"] = {"openai": key, "anthropic": key}
+    return {"providerOptions": {"gateway": gateway}}
+
+
+def credential(user: str) -> str:
+    return "byok" if user.startswith(BYOK_PREFIX) else "system"
 
 
 def chat(
@@ -337,8 +349,7 @@ def test_every_surface_streamed_and_not_adds_up_per_provider_model_and_credentia
 ) -> None:
     calls = []
     for stream in (False, True):
-        for n in range(3):
-            user = f"mix-{n}"
+        for user in ("mix-0", "mix-1", f"{BYOK_PREFIX}mix-2"):
             calls += [
                 lambda s=stream, u=user: chat(stack, "gpt-4o", u, s),
                 lambda s=stream, u=user: chat(stack, "o4-mini", u, s, prompt_cache_key="k"),
@@ -364,11 +375,16 @@ def test_every_surface_streamed_and_not_adds_up_per_provider_model_and_credentia
             **{c: r[c] for c in COLUMNS},
             "request_count": r["request_count"],
             "market_cost": Decimal(str(r["market_cost"])),
+            "total_cost": Decimal(str(r["total_cost"])),
         }
         for r in rows
     }
-    want = totals(done, lambda s: (s.provider, s.model, "system"))
+    want = totals(done, lambda s: (s.provider, s.model, credential(s.user)))
+    for (_, _, credential_type), row in want.items():
+        # No price overrides: the team pays list price for system keys, nothing for BYOK.
+        row["total_cost"] = row["market_cost"] if credential_type == "system" else Decimal(0)
     assert got == want
+    assert {key[2] for key in want} == {"system", "byok"}
     # The mix has what it set out to have: reasoning on both wires, cache reads on OpenAI.
     assert want[("openai", "o4-mini", "system")]["cached_input_tokens"] > 0
     assert want[("openai", "gpt-5-mini", "system")]["reasoning_tokens"] > 0
@@ -380,8 +396,12 @@ def test_every_surface_streamed_and_not_adds_up_per_provider_model_and_credentia
 def assert_wire(stack: Stack, requests: list[Sent]) -> None:
     """Each request (one user each) lands in the report's columns and market cost as the
     client received it, and its generation record keeps the 1-hour share of cache writes."""
-    wait_for_requests(stack, len(requests), tags="suite:wire")
-    rows = {r["user"]: r for r in report(stack, group_by="user", tags="suite:wire")}
+    deadline = time.monotonic() + 30
+    while True:
+        rows = {r["user"]: r for r in report(stack, group_by="user", tags="suite:wire")}
+        if all(s.user in rows for s in requests) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     for s in requests:
         row = rows[s.user]
         assert {c: row[c] for c in COLUMNS} == s.tokens, s.user
