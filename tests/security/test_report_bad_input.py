@@ -134,3 +134,28 @@ def test_unknown_paths_and_methods_answer_in_the_same_format(two_teams: TwoTeams
     wrong = two_teams.api.post("/v1/report", params=VALID, headers=two_teams.headers("acme"))
     assert wrong.status_code == 405
     assert set(wrong.json()["error"]) >= {"message", "type"}
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        # Each just under the 64 KiB a URL may have in the test client.
+        ("&tags=" + "t" * 60_000, "tags"),
+        ("&tags=" + ",".join(["t"] * 25_000), "end_date"),  # one tag: valid, so it runs
+        ("".join(f"&p{n}=1" for n in range(6_000)), "p0"),
+        ("&user_id=" + "%27" * 20_000, "user_id"),
+    ],
+)
+def test_huge_query_strings_are_a_400_not_a_crash(
+    two_teams: TwoTeams, query: str, parameter: str
+) -> None:
+    response = two_teams.api.get(
+        f"/v1/report?start_date={FIRST_DAY}&end_date={LAST_DAY}{query}",
+        headers=two_teams.headers("acme"),
+    )
+    if parameter == "end_date":
+        # Twenty-five thousand copies of one tag are one tag filter.
+        assert response.status_code == 200, response.text
+        return
+    assert response.status_code == 400, response.text[:300]
+    assert response.json()["error"]["param"] == parameter
