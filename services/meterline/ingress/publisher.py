@@ -33,6 +33,13 @@ from functools import partial
 from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    OutOfOrderSequenceNumber,
+    ProducerClosed,
+    ProducerFenced,
+    UnknownProducerId,
+)
 
 from meterline.common.bus import InProcessBus
 from meterline.common.codec import UsageEventCodec
@@ -44,6 +51,17 @@ log = logging.getLogger("meterline.ingress.publisher")
 
 Record = tuple[bytes, bytes]
 """(key, value) as they go to Kafka: the team id and the Avro single-object encoding."""
+
+PRODUCER_BROKEN = (
+    OutOfOrderSequenceNumber,
+    UnknownProducerId,
+    InvalidProducerEpoch,
+    ProducerFenced,
+    ProducerClosed,
+)
+"""Errors after which an idempotent producer cannot send again (for example a broker that
+crashed lost the tail of its log, and with it the producer's sequence numbers): it is
+replaced by a new one, with a new producer id."""
 
 
 class UsagePublisher(Protocol):
@@ -126,7 +144,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "buffered": (
         "meterline_ingress_events_buffered",
         "gauge",
-        "Usage events in memory, waiting for Kafka or in flight.",
+        "Usage events only in memory (not in the spool), waiting for Kafka or in flight.",
     ),
     "spooled": (
         "meterline_ingress_events_spooled",
@@ -169,6 +187,9 @@ class _Item:
 
     record: Record
     segment: int | None = None
+    attempt: int = 0
+    """Which send the pending delivery callback belongs to: a replaced producer's late
+    callbacks must not touch a record already sent again by its successor."""
 
 
 class KafkaPublisher:
@@ -193,7 +214,7 @@ class KafkaPublisher:
         min_backoff_seconds: float = 0.1,
         max_backoff_seconds: float = 30.0,
         spool: Spool | None = None,
-        stall_seconds: float = 2.0,
+        stall_seconds: float = 5.0,
         request_timeout_seconds: float = 15.0,
         metrics_log_seconds: float = 60.0,
     ):
@@ -222,6 +243,8 @@ class KafkaPublisher:
         self._closing = False
         self._stop_requested = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._replace_producer = False
+        self._retired: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
         self._healthy = True
@@ -238,13 +261,18 @@ class KafkaPublisher:
         return len(self._pending) + len(self._in_flight)
 
     @property
+    def memory_only(self) -> int:
+        """Events held nowhere but in memory: what a crash right now would lose."""
+        return sum(1 for item in (*self._pending, *self._in_flight) if item.segment is None)
+
+    @property
     def spooled(self) -> int:
         return self._spool.waiting if self._spool is not None else 0
 
     def metrics(self) -> Mapping[str, int]:
         return {
             "sent": self.sent,
-            "buffered": self.buffered,
+            "buffered": self.memory_only,
             "spooled": self.spooled,
             "spooled_total": self._spool.appended if self._spool is not None else 0,
             "spool_bytes": self._spool.bytes if self._spool is not None else 0,
@@ -302,8 +330,8 @@ class KafkaPublisher:
                 # Flushes the producer's own batches; failed ones come back to _pending
                 # through their delivery callbacks.
                 await asyncio.wait_for(producer.stop(), self._flush_timeout)
-            except Exception:
-                log.exception("the Kafka producer did not stop cleanly")
+            except Exception as error:
+                log.warning("the Kafka producer did not stop cleanly: %r", error)
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -357,6 +385,10 @@ class KafkaPublisher:
             reason,
             "spooling them to disk" if self._spool is not None else "buffering them in memory",
         )
+        self._spool_memory()
+
+    def _spool_memory(self) -> None:
+        """Move the records waiting only in memory to the spool (as far as it has room)."""
         if self._spool is None:
             return
         memory = [item for item in self._pending if item.segment is None]
@@ -409,6 +441,8 @@ class KafkaPublisher:
             if self._closing and self._spool is not None and not self._healthy:
                 # Kafka is down: stop() moves what is in memory to the spool at once.
                 return
+            if self._replace_producer and self._producer is not None:
+                self._retire_producer()
             if self._producer is None:
                 try:
                     self._producer = await self._connect()
@@ -451,6 +485,7 @@ class KafkaPublisher:
             if not self._in_flight:
                 self._last_progress = loop.time()
             self._in_flight.add(item)
+            item.attempt += 1
             try:
                 # Returns once the record is in the producer's batch; the future resolves
                 # when Kafka acknowledges it.
@@ -463,11 +498,31 @@ class KafkaPublisher:
             except Exception as error:  # no metadata for the topic, producer closed, ...
                 self._put_back(item, error)
                 continue
-            delivery.add_done_callback(partial(self._delivered, item))
+            delivery.add_done_callback(partial(self._delivered, item, item.attempt))
 
-    def _delivered(self, item: _Item, delivery: asyncio.Future[object]) -> None:
-        if item not in self._in_flight:
-            return  # stop() gave up on it and saved it already
+    def _retire_producer(self) -> None:
+        """Drop a broken or stuck producer: what it had in flight is sent again by the next."""
+        producer, self._producer = self._producer, None
+        self._replace_producer = False
+        if producer is not None:
+            log.warning(
+                "replacing the Kafka producer; its %d events in flight are sent again",
+                len(self._in_flight),
+            )
+        self._pending.extendleft(self._in_flight)
+        self._in_flight.clear()
+        if producer is not None:
+            task = asyncio.create_task(self._stop_quietly(producer))
+            self._retired.add(task)
+            task.add_done_callback(self._retired.discard)
+
+    async def _stop_quietly(self, producer: AIOKafkaProducer) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), self._flush_timeout)
+
+    def _delivered(self, item: _Item, attempt: int, delivery: asyncio.Future[object]) -> None:
+        if item not in self._in_flight or item.attempt != attempt:
+            return  # stop() saved it already, or a new producer sent it again
         if delivery.cancelled():
             self._put_back(item, asyncio.CancelledError())
         elif (error := delivery.exception()) is not None:
@@ -484,15 +539,32 @@ class KafkaPublisher:
                 self._wakeup.set()
 
     def _put_back(self, item: _Item, error: BaseException) -> None:
+        if item not in self._in_flight:
+            return  # its producer was replaced, which put it back already
         self._in_flight.discard(item)
         self.failed += 1
-        self._pending.appendleft(item)
+        if isinstance(error, PRODUCER_BROKEN):
+            self._replace_producer = True
         self._set_unhealthy(f"a send failed: {error!r}")
+        if self._spool_instead(item):
+            self._wakeup.set()
+        else:
+            self._pending.appendleft(item)
         loop = asyncio.get_running_loop()
         if self._retry_at <= loop.time():
             log.warning("sending a usage event to Kafka failed (%r); retrying", error)
             self._retry_at = loop.time() + self._next_backoff()
         self._wakeup.set()
+
+    def _spool_instead(self, item: _Item) -> bool:
+        """While Kafka is down, a memory-only record that failed goes to disk."""
+        if self._spool is None or self._healthy or item.segment is not None:
+            return False
+        try:
+            return self._spool.append([item.record]) == 1
+        except OSError:
+            log.exception("writing to the spool %s failed", self._spool.directory)
+            return False
 
     def _next_backoff(self) -> float:
         backoff = self._backoff
@@ -510,6 +582,13 @@ class KafkaPublisher:
             now = loop.time()
             if self._in_flight and now - self._last_progress > self._stall_seconds:
                 self._set_unhealthy(f"nothing acknowledged for {self._stall_seconds:g}s")
+                # A producer keeps what it has in flight for as long as the broker is
+                # away, in memory only. Replace it, so that those records go to the spool
+                # too; the new producer sends them when Kafka is back. Should the old one
+                # still deliver them, the consumer drops the repeats by event id.
+                self._retire_producer()
+                self._spool_memory()
+                self._wakeup.set()
             if now >= next_log:
                 next_log = now + self._metrics_log_seconds
                 if self.buffered or self.spooled or self.dropped != dropped_at_last_log:
@@ -535,4 +614,6 @@ def kafka_publisher(settings: IngressSettings) -> KafkaPublisher:
         flush_timeout_seconds=settings.publish_flush_timeout_seconds,
         spool=spool,
         stall_seconds=settings.publish_stall_seconds,
+        request_timeout_seconds=settings.publish_request_timeout_seconds,
+        max_backoff_seconds=settings.publish_retry_max_seconds,
     )

@@ -27,9 +27,13 @@ class IngressSettings(CommonSettings):
     """Usage events held in memory while Kafka is slow; beyond it they go to the spool."""
     publish_flush_timeout_seconds: float = Field(default=10.0, ge=0)
     """On shutdown, how long to wait for buffered events to reach Kafka."""
-    publish_stall_seconds: float = Field(default=2.0, gt=0)
+    publish_stall_seconds: float = Field(default=5.0, gt=0)
     """Kafka acknowledging nothing for this long counts as down: new events go to the spool
     (which survives a restart) rather than memory until it acknowledges again."""
+    publish_request_timeout_seconds: float = Field(default=15.0, gt=0)
+    """How long the Kafka producer waits for an acknowledgement before a send fails."""
+    publish_retry_max_seconds: float = Field(default=30.0, gt=0)
+    """Longest pause between two attempts to reach Kafka (the pause doubles from 0.1 s)."""
     ingress_spool_dir: Path | None = None
     """Where events wait on disk while Kafka is down or the buffer is full. Unset:
     ``<data_dir>/ingress-spool``. One ingress process per directory."""
