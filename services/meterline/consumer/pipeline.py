@@ -208,7 +208,15 @@ class Pipeline:
             lambda: self._writer.insert(batch.rows, batch.deduplication_token),
         )
         self._recent_ids.remember(batch.event_ids)
-        await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
+        try:
+            await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
+        except Exception as error:
+            # The group rebalanced and the partition may belong to another member now
+            # (retriable errors are retried by the Kafka client itself). The batch is
+            # written; whoever reads the partition next re-reads it from the last commit,
+            # cuts it at the recorded range, and ClickHouse drops the repeat by its token.
+            # Stopping the consumer here would only stop the counting.
+            log.warning("committing %s failed (%r); carrying on", batch.deduplication_token, error)
         self.stats.batches_written += 1
         self.stats.events_written += len(batch.rows)
 
