@@ -198,13 +198,23 @@ def reprice(client: Client, first: date, last: date, enricher: Enricher) -> int:
                 f"{name} = joinGet('{database}.{join_table}', '{name}', event_id)"
                 for name in PRICE_COLUMNS
             )
-            client.command(
+            update = (
                 f"ALTER TABLE {RAW_TABLE} UPDATE {assignments} "
                 f"WHERE event_id IN (SELECT event_id FROM {qualified}) "
                 # Dates as literals: the mutation is stored and run after this query.
-                f"AND toDate(started_at) BETWEEN '{first.isoformat()}' AND '{last.isoformat()}'",
-                settings=_WRITE_SETTINGS,
+                f"AND toDate(started_at) BETWEEN '{first.isoformat()}' AND '{last.isoformat()}'"
             )
+            try:
+                client.command(update, settings=_WRITE_SETTINGS)
+            except Exception:
+                # A mutation that failed while running stays queued and is retried forever,
+                # holding up every later mutation of the table: take it out before leaving.
+                client.command(
+                    "KILL MUTATION WHERE database = {db:String} AND table = {raw:String} "
+                    "AND position(command, {join:String}) > 0",
+                    parameters={"db": database, "raw": RAW_TABLE, "join": join_table},
+                )
+                raise
         log.info("re-priced %s..%s: %d raw events changed price", first, last, changed)
         return changed
     finally:
