@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from meterline.common.config import GatewayConfig, KeyRing
+from meterline.ingress.credentials import Credentials
 from meterline.ingress.deps import Gateway
 from meterline.ingress.errors import install_error_handlers
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
@@ -49,16 +50,19 @@ def create_app(
         try:
             async with upstream_client(settings) as client:
                 upstream = Upstream(client, settings, publisher)
+                credentials = Credentials(config)
                 app.state.gateway = Gateway(
                     settings=settings,
                     config=config,
                     keys=KeyRing(config),
-                    chat_router=Router(config, wire="openai"),
+                    chat_router=Router(config, wire="openai", credentials=credentials),
                     openai=OpenAIWire(upstream),
                     publisher=publisher,
-                    messages_router=Router(config, wire="anthropic"),
+                    messages_router=Router(config, wire="anthropic", credentials=credentials),
                     anthropic=AnthropicWire(upstream),
-                    completions_router=Router(config, wire="openai", translated=("anthropic",)),
+                    completions_router=Router(
+                        config, wire="openai", translated=("anthropic",), credentials=credentials
+                    ),
                     upstream=upstream,
                 )
                 yield

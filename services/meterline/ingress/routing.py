@@ -51,11 +51,20 @@ class Router:
     """Routes for one API surface: providers speaking ``wire``, and those speaking one of
     the ``translated`` wires (the surface translates requests for them)."""
 
-    def __init__(self, config: GatewayConfig, wire: str, *, translated: Collection[str] = ()):
+    def __init__(
+        self,
+        config: GatewayConfig,
+        wire: str,
+        *,
+        translated: Collection[str] = (),
+        credentials: Credentials | None = None,
+    ):
+        """``credentials``: shared by the routers of one process (read once, warned about
+        once); built from ``config`` when not given."""
         wires = {wire, *translated}
         self._providers = {p.slug: p for p in config.providers if p.wire in wires}
         self._other_wire = {p.slug: p.wire for p in config.providers if p.wire not in wires}
-        self._credentials = Credentials(config)
+        self._credentials = credentials or Credentials(config)
 
     @property
     def slugs(self) -> list[str]:

@@ -22,6 +22,7 @@ from meterline.simulator.common import (
     anthropic_error,
     begin,
     dumps,
+    json_response,
     new_id,
     positive_int,
     sse_response,
@@ -97,6 +98,23 @@ def _prompt(body: dict[str, Any], messages: list[Any]) -> Prompt:
     if tools:
         chars += len(compact_json(tools))
     return Prompt(chars=chars, messages=count, images=images)
+
+
+async def count_tokens(request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: the whole prompt's size, cache reads and writes
+    included, as the API counts it."""
+    call = await begin(request, anthropic_error)
+    if isinstance(call, Response):
+        return call
+    body, headers = call.body, call.headers
+    if not request.headers.get("anthropic-version"):
+        return anthropic_error(400, "anthropic-version: header is required", headers)
+    model, history = body.get("model"), body.get("messages")
+    if not isinstance(model, str) or not model:
+        return anthropic_error(400, "model: Field required", headers)
+    if not isinstance(history, list) or not history:
+        return anthropic_error(400, "messages: at least one message is required", headers)
+    return json_response({"input_tokens": _prompt(body, history).tokens}, 200, headers)
 
 
 def _tool_use(messages: list[Any], tools: object) -> dict[str, Any] | None:

@@ -5,6 +5,7 @@ Endpoints:
 * ``POST /v1/chat/completions`` - OpenAI Chat Completions (``openai_chat``)
 * ``POST /v1/responses`` - OpenAI Responses (``openai_responses``)
 * ``POST /v1/messages`` - Anthropic Messages (``anthropic_messages``)
+* ``POST /v1/messages/count_tokens`` - Anthropic token counting
 * ``GET /v1/models`` - a model list; Anthropic's shape when ``anthropic-version`` is sent
 * ``GET /healthz``
 
@@ -41,7 +42,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from meterline.simulator.anthropic_messages import messages
+from meterline.simulator.anthropic_messages import count_tokens, messages
 from meterline.simulator.common import json_response
 from meterline.simulator.openai_chat import chat_completions
 from meterline.simulator.openai_responses import responses
@@ -98,6 +99,7 @@ def create_app() -> FastAPI:
     app.add_route("/v1/chat/completions", chat_completions, methods=["POST"])
     app.add_route("/v1/responses", responses, methods=["POST"])
     app.add_route("/v1/messages", messages, methods=["POST"])
+    app.add_route("/v1/messages/count_tokens", count_tokens, methods=["POST"])
     app.add_route("/v1/models", list_models, methods=["GET"])
     app.add_route("/healthz", healthz, methods=["GET"])
     return app

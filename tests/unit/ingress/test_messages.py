@@ -492,3 +492,32 @@ def test_scanner_records_an_error_event_and_keeps_the_input_usage() -> None:
     scanner.feed(_sse({"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}))
     assert scanner.error_type == "overloaded_error"
     assert scanner.usage is not None and scanner.usage.input_tokens == 42
+
+
+def test_count_tokens_is_forwarded_and_not_metered(gw: Gateway) -> None:
+    request: Any = {"model": MODEL, "messages": MESSAGES, "system": "Be brief."}
+    counted = client(gw).messages.count_tokens(**request)
+    message = client(gw).messages.create(**request, max_tokens=64)
+    # The count is the whole prompt the same request is then billed for.
+    [event] = gw.wait_for_events(1)
+    assert counted.input_tokens == event.input_tokens
+    assert_folded(event, message.usage)
+    count, create = gw.upstream.received
+    assert count.path == "/v1/messages/count_tokens"
+    assert count.body["model"] == "claude-sonnet-4-6"
+    assert count.headers["x-api-key"] == SYSTEM_KEY
+    assert create.path == "/v1/messages"
+
+
+def test_count_tokens_errors_are_in_anthropic_format(gw: Gateway) -> None:
+    gw.upstream.inject["x-simulator-status"] = "429"
+    with pytest.raises(anthropic.RateLimitError):
+        client(gw).messages.count_tokens(model=MODEL, messages=MESSAGES)
+    response = httpx.post(
+        f"{gw.url}/v1/messages/count_tokens",
+        json={"model": "sim/gpt-4o", "messages": MESSAGES},
+        headers={"x-api-key": gw.key, "anthropic-version": VERSION},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert gw.publisher.events == []

@@ -113,23 +113,40 @@ class AnthropicWire:
         """Forward one Messages request; ``body`` is the client's, already without
         ``providerOptions``, and is changed in place; ``headers`` are the client's."""
         body["model"] = route.model
-        upstream_headers = {"content-type": "application/json"}
-        for name in FORWARDED_HEADERS:
-            value = headers.get(name)
-            if value:
-                upstream_headers[name] = value
-        if route.credential.api_key:
-            upstream_headers["x-api-key"] = route.credential.api_key
         url = self._upstream.endpoint(route.provider, messages_path(route.provider))
         return await self._upstream.forward(
             route.provider,
             url,
-            upstream_headers,
+            _upstream_headers(route, headers),
             dumps(body),
             record,
             self._dialect,
             MessagesScanner,
         )
+
+    async def count_tokens(self, route: Route, body: dict[str, Any], headers: Headers) -> Response:
+        """Forward a token count (``/v1/messages/count_tokens``): free at the provider, so
+        not metered."""
+        body["model"] = route.model
+        path = messages_path(route.provider) + "/count_tokens"
+        return await self._upstream.passthrough(
+            route.provider,
+            self._upstream.endpoint(route.provider, path),
+            _upstream_headers(route, headers),
+            dumps(body),
+            self._dialect,
+        )
+
+
+def _upstream_headers(route: Route, headers: Headers) -> dict[str, str]:
+    upstream_headers = {"content-type": "application/json"}
+    for name in FORWARDED_HEADERS:
+        value = headers.get(name)
+        if value:
+            upstream_headers[name] = value
+    if route.credential.api_key:
+        upstream_headers["x-api-key"] = route.credential.api_key
+    return upstream_headers
 
 
 def messages_path(provider: ProviderConfig) -> str:

@@ -331,6 +331,46 @@ class Upstream:
             partial(self._answered, record, dialect, status, answer),
         )
 
+    async def passthrough(
+        self,
+        provider: ProviderConfig,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes,
+        dialect: Dialect,
+    ) -> Response:
+        """POST a request the provider does not bill (token counting) and answer with what
+        it said, or an error in ``dialect``; nothing is recorded."""
+        headers["accept"] = "application/json"
+        slug = provider.slug
+        try:
+            response = await self._client.post(
+                url, content=content, headers=headers, timeout=self.timeout(provider)
+            )
+        except httpx.TimeoutException:
+            return _unrecorded(
+                dialect, 504, f"provider {slug!r} did not answer in time", "upstream_timeout"
+            )
+        except httpx.TransportError as error:
+            log.warning("provider %s unreachable: %r", slug, error)
+            return _unrecorded(
+                dialect, 502, f"provider {slug!r} is unreachable", "upstream_unreachable"
+            )
+        answer = response.content
+        if not response.is_success and not dialect.is_error(_json_object(answer)):
+            text = answer.decode(errors="replace").strip()[:1000]
+            answer = dialect.error_body(
+                response.status_code,
+                f"provider {slug!r} answered {response.status_code}: {text}",
+                f"http_{response.status_code}",
+            )
+        headers_out = {
+            name.decode(): value.decode("latin-1")
+            for name, value in response.headers.raw
+            if name.lower() in PASSED_THROUGH_HEADERS
+        }
+        return Response(answer, response.status_code, headers_out, media_type="application/json")
+
     def _answered(
         self,
         record: RequestRecord,

@@ -96,4 +96,21 @@ async def messages(request: Request) -> Response:
     return await first_success(routes, record, send)
 
 
+async def count_tokens(request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: answered by the model's provider (its first route,
+    with that route's credential), not metered: providers do not bill it."""
+    gateway = gateway_of(request)
+    caller = authenticate_anthropic(request, gateway)
+    if not request.headers.get("anthropic-version", "").strip():
+        raise BadRequest("anthropic-version: header is required", param="anthropic-version")
+    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise BadRequest("model: a string 'provider/model' is required", param="model")
+    _, options = take_options(body, request.headers, standard_user=False)
+    route = gateway.messages_router.plan(model, options, caller.team)[0]
+    return await gateway.anthropic.count_tokens(route, body, request.headers)
+
+
 router.add_route("/v1/messages", messages, methods=["POST"])
+router.add_route("/v1/messages/count_tokens", count_tokens, methods=["POST"])
