@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,11 @@ def timed_kafka_source(bootstrap: str, topic: str, group: str) -> Any:
     return TimedSource(bootstrap, topic, group)
 
 
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def count(client: Any, sql: str) -> int:
     return int(client.query(sql).result_rows[0][0])
 
@@ -235,12 +241,16 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
         )
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
+        cpu_before: float | None = None
         try:
             while pipeline.stats.events_written < events:
+                if cpu_before is None and source.first_message_at is not None:
+                    cpu_before = cpu_seconds()
                 if task.done():
                     task.result()
                     raise RuntimeError("the pipeline stopped before consuming every event")
                 await asyncio.sleep(0.002)
+            cpu = cpu_seconds() - (cpu_before or 0.0)
         finally:
             stop.set()
             await task
@@ -256,6 +266,9 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
             "events": events,
             "seconds": round(seconds, 4),
             "events_per_second": round(events / seconds),
+            # CPU time of the whole process (the engine's threads included) per event: less
+            # sensitive than the rate to other work on the machine.
+            "cpu_us_per_event": round(cpu / events * 1e6, 1),
             "batches": pipeline.stats.batches_written,
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from meterline.common.config import GatewayConfig
+from meterline.common.config import GatewayConfig, PriceOverride
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import (
     ZERO,
@@ -52,10 +52,28 @@ RAW_COLUMNS: Final = (
 )
 
 
+MAX_CACHED_DEALS: Final = 100_000
+
+
 class Enricher:
     def __init__(self, prices: PriceSource, config: GatewayConfig):
         self._prices = prices
         self._config = config
+        # Per (team, provider, model): the team's override and the price source's name.
+        # Looking them up walks the config's lists, which costs more than pricing the event.
+        self._deals: dict[tuple[str, str, str], tuple[PriceOverride | None, str]] = {}
+
+    def _deal(self, team_id: str, provider: str, model: str) -> tuple[PriceOverride | None, str]:
+        key = (team_id, provider, model)
+        deal = self._deals.get(key)
+        if deal is None:
+            if len(self._deals) >= MAX_CACHED_DEALS:
+                self._deals.clear()
+            team = self._config.team(team_id)
+            override = team.price_override(provider, model) if team else None
+            source = self._prices.name if override is None else f"{self._prices.name} + override"
+            deal = self._deals[key] = (override, source)
+        return deal
 
     def row(self, event: UsageEvent) -> list[Any]:
         tokens = TokenCounts(
@@ -67,11 +85,9 @@ class Enricher:
             reasoning_tokens=event.reasoning_tokens,
         )
         market = self._prices.market_cost(event.provider, event.model, event.started_at, tokens)
-        team = self._config.team(event.team_id)
-        override = team.price_override(event.provider, event.model) if team else None
+        override, source = self._deal(event.team_id, event.provider, event.model)
         charged = team_cost(market, tokens, event.credential_type, override)
         price_known = market is not None and charged is not None
-        source = self._prices.name if override is None else f"{self._prices.name} + override"
         return [
             event.event_id,
             event.team_id,

@@ -49,7 +49,7 @@ from meterline.common.codec import UsageEventCodec
 from meterline.consumer.batch import Batch
 from meterline.consumer.batch_log import BatchLog
 from meterline.consumer.dead_letter import CircuitBreaker, DeadLetterSink
-from meterline.consumer.decode import Rejected, decode
+from meterline.consumer.decode import Decoder, Rejected
 from meterline.consumer.dedupe import RecentIds
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.settings import ConsumerSettings
@@ -83,7 +83,7 @@ class Pipeline:
         settings: ConsumerSettings,
     ):
         self._source = source
-        self._codec = codec
+        self._decoder = Decoder(codec)
         self._enricher = enricher
         self._writer = writer
         self._dead_letter = dead_letter
@@ -96,6 +96,9 @@ class Pipeline:
         self._planned: dict[tuple[str, int], dict[int, int]] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
         self._recent_ids = RecentIds(settings.dedupe_window_events)
+        # The batch being written while the next one is read and priced (one at a time).
+        self._writing: asyncio.Task[None] | None = None
+        self._writing_batch: Batch | None = None
         self.stats = ConsumerStats()
         self.idle = asyncio.Event()
         """Set while no batch is open: everything read so far is written and committed."""
@@ -113,6 +116,7 @@ class Pipeline:
                     await self._accept(message)
                 await self._flush(only_ready=True)
                 if not self._open:
+                    await self._drain()
                     self.idle.set()
             # Stopping: take what the source already holds, without waiting for more, so an
             # in-process bus hands over everything the ingress published before it stopped.
@@ -121,7 +125,11 @@ class Pipeline:
                     await self._accept(message)
                 await self._flush(only_ready=True)
             await self._flush(only_ready=False)
+            await self._drain()
         finally:
+            if self._writing is not None:
+                # Failing or cancelled: let the write under way end before the source goes.
+                await asyncio.wait([self._writing])
             await self._source.stop()
 
     async def _accept(self, message: BusMessage) -> None:
@@ -141,12 +149,17 @@ class Pipeline:
 
     async def _row(self, message: BusMessage, batch: Batch) -> tuple[str | None, list[Any] | None]:
         """The message's event id and row; no row when it was dead-lettered or is a repeat."""
-        result = decode(self._codec, message)
+        result = self._decoder.decode(message)
         if isinstance(result, Rejected):
             await self._reject(result)
             return None, None
         self._breaker.record(False)
-        if result.event_id in self._recent_ids or batch.holds(result.event_id):
+        writing = self._writing_batch
+        if (
+            result.event_id in self._recent_ids
+            or batch.holds(result.event_id)
+            or (writing is not None and writing.holds(result.event_id))
+        ):
             self.stats.duplicates_dropped += 1
             return result.event_id, None
         try:
@@ -161,6 +174,8 @@ class Pipeline:
         if self._next_offset.get(key) != message.offset:
             # First message of a partition, or a jump (restart, rebalance, seek): ask the
             # batch log which ranges were recorded from here on, possibly by another member.
+            # The write under way first: the warehouse client serves one call at a time.
+            await self._drain()
             recorded: dict[int, int] = {}
 
             async def read_log() -> None:
@@ -195,6 +210,25 @@ class Pipeline:
             del self._open[key]
 
     async def _write_and_commit(self, batch: Batch) -> None:
+        """Hand the batch to the writer and go on reading: the insert runs in a thread,
+        mostly inside ClickHouse, while this one decodes and prices the next batch. Only one
+        batch is written at a time, so offsets are committed in order and at most two
+        batches are in memory, whatever the warehouse does."""
+        await self._drain()
+        self._writing_batch = batch
+        self._writing = asyncio.create_task(self._write_and_commit_now(batch))
+
+    async def _drain(self) -> None:
+        """Wait for the batch being written (and raise what its writing raised)."""
+        if self._writing is None:
+            return
+        try:
+            await self._writing
+        finally:
+            self._writing = None
+            self._writing_batch = None
+
+    async def _write_and_commit_now(self, batch: Batch) -> None:
         await self._dead_letter.flush()
         if batch.planned_last is None:
             await self._retry(
