@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -89,6 +90,7 @@ def config(simulator: str, keys: dict[str, str]) -> GatewayConfig:
                 {"slug": "sim", "base_url": f"{simulator}/v1", **provider},
                 {"slug": "sim2", "base_url": f"{simulator}/v1", **provider},
                 {"slug": "down", "base_url": "http://127.0.0.1:9/v1", "models": ["gpt-4o"]},
+                {"slug": "claude", "wire": "anthropic", "base_url": simulator, **provider},
             ],
             "teams": [
                 {
@@ -227,6 +229,53 @@ def test_order_and_fallback_models_attribute_the_request_to_what_served_it(st: S
     assert (failed.provider, failed.status, failed.http_status) == ("sim", "error", 503)
     assert (fallback.provider, fallback.model) == ("sim2", "gpt-4o-mini")
     assert fallback.model_requested == "down/gpt-4o" and fallback.status == "success"
+
+
+def test_every_surface_takes_request_keys_and_fallbacks(st: Stack) -> None:
+    st.gate.refused.add("sk-request-refused")
+    keys = byok("sk-request-refused", "sk-request-responses")
+    st.client("plain").responses.create(model="sim/gpt-4o", input="hi", extra_body=keys)
+    messages = anthropic.Anthropic(
+        base_url=st.url, api_key=st.keys["plain"], max_retries=0, timeout=10
+    )
+    messages.messages.create(
+        model="claude/claude-sonnet-4-6",
+        max_tokens=20,
+        messages=MESSAGES,
+        extra_body=byok("sk-request-refused", "sk-request-messages", provider="claude"),
+    )
+    # Chat Completions to an Anthropic model, as the fallback of an unreachable provider.
+    st.client("plain").chat.completions.create(
+        model="down/gpt-4o",
+        messages=MESSAGES,
+        extra_body={
+            "providerOptions": {
+                "gateway": {
+                    "models": ["claude/claude-haiku-4-5"],
+                    "byok": {"claude": [{"apiKey": "sk-request-chat"}]},
+                }
+            }
+        },
+    )
+    responses, anthropic_messages, chat = wait_events(st, 3)
+    assert st.keys_sent() == [
+        "sk-request-refused",
+        "sk-request-responses",
+        "sk-request-refused",
+        "sk-request-messages",
+        "sk-request-chat",
+    ]
+    assert (responses.api_surface, responses.credential_type) == ("responses", "byok")
+    assert (anthropic_messages.api_surface, anthropic_messages.credential_type) == (
+        "messages",
+        "byok",
+    )
+    assert (chat.provider, chat.model, chat.credential_type, chat.model_requested) == (
+        "claude",
+        "claude-haiku-4-5",
+        "byok",
+        "down/gpt-4o",
+    )
 
 
 @pytest.mark.parametrize(
