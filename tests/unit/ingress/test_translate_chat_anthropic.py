@@ -160,10 +160,36 @@ def test_the_client_limit_wins_over_the_default() -> None:
     assert messages_request(chat, "m")["max_tokens"] == 20
 
 
+def test_reasoning_effort_becomes_a_thinking_budget() -> None:
+    chat: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "x"}],
+        "reasoning_effort": "medium",
+    }
+    request = messages_request(chat, "m")
+    assert request["thinking"] == {"type": "enabled", "budget_tokens": 4096}
+    assert request["max_tokens"] == DEFAULT_MAX_TOKENS + 4096
+    chat["max_completion_tokens"] = 3000  # the budget must stay below the cap
+    assert messages_request(chat, "m")["thinking"]["budget_tokens"] == 2999
+    chat["reasoning_effort"] = "minimal"
+    assert "thinking" not in messages_request(chat, "m")
+
+
 @pytest.mark.parametrize(
     ("chat", "param"),
     [
         ({"messages": [{"role": "user", "content": "x"}], "n": 2}, "n"),
+        (
+            {
+                "messages": [{"role": "user", "content": "x"}],
+                "reasoning_effort": "high",
+                "max_tokens": 500,
+            },
+            "reasoning_effort",
+        ),
+        (
+            {"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "max"},
+            "reasoning_effort",
+        ),
         ({"messages": [{"role": "function", "content": "x"}]}, "messages[0].role"),
         (
             {"messages": [{"role": "user", "content": [{"type": "input_audio"}]}]},

@@ -183,6 +183,32 @@ def test_cache_control_reads_or_writes_the_cache(gw: Gateway) -> None:
     assert all(e.cached_input_tokens + e.cache_creation_input_tokens > 0 for e in events)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_tokens_are_counted_as_reasoning(gw: Gateway, stream: bool) -> None:
+    sdk = client(gw)
+    if stream:
+        chunks = list(
+            sdk.chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                reasoning_effort="low",
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        usage = chunks[-1].usage
+    else:
+        usage = sdk.chat.completions.create(
+            model=MODEL, messages=MESSAGES, reasoning_effort="low"
+        ).usage
+    assert gw.upstream.received[0].body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+    [event] = gw.wait_for_events(1)
+    assert usage is not None and usage.completion_tokens_details is not None
+    assert event.reasoning_tokens > 0
+    assert event.reasoning_tokens == usage.completion_tokens_details.reasoning_tokens
+    assert_usage_matches(event, usage)
+
+
 def test_a_provider_error_is_an_openai_error(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "429"
     with pytest.raises(openai.RateLimitError) as caught:

@@ -17,7 +17,8 @@ Request mapping:
 - ``max_completion_tokens`` / ``max_tokens`` -> ``max_tokens`` (required by Messages;
   ``DEFAULT_MAX_TOKENS`` when the client set none), ``stop`` -> ``stop_sequences``,
   ``tools`` / ``tool_choice`` / ``parallel_tool_calls`` -> ``tools`` / ``tool_choice``, ``user``
-  -> ``metadata.user_id``; ``temperature``, ``top_p`` and ``stream`` as they are.
+  -> ``metadata.user_id``; ``reasoning_effort`` -> ``thinking`` with a budget
+  (``THINKING_BUDGETS``); ``temperature``, ``top_p`` and ``stream`` as they are.
 
 Answer mapping: text blocks -> ``content``; ``tool_use`` -> ``tool_calls``; thinking blocks are
 not shown (Chat Completions has no field for them; their tokens are in the usage); stop
@@ -54,6 +55,11 @@ FINISH_REASONS: Final[dict[str, str]] = {
 }
 
 _PASSED: Final = ("temperature", "top_p", "stream")
+
+THINKING_BUDGETS: Final[dict[str, int]] = {"low": 1024, "medium": 4096, "high": 16384}
+"""``reasoning_effort`` -> extended-thinking ``budget_tokens``."""
+MIN_THINKING_BUDGET: Final = 1024
+"""The smallest budget Anthropic accepts."""
 
 
 def finish_reason(stop_reason: object) -> str | None:
@@ -99,6 +105,12 @@ def messages_request(chat: dict[str, Any], model: str) -> dict[str, Any]:
     request["messages"] = turns
     limit = chat.get("max_completion_tokens", chat.get("max_tokens"))
     request["max_tokens"] = DEFAULT_MAX_TOKENS if limit is None else limit
+    thinking = _thinking(chat.get("reasoning_effort"), limit)
+    if thinking is not None:
+        request["thinking"] = thinking
+        if limit is None:
+            # Thinking counts toward max_tokens: keep the default room for the answer.
+            request["max_tokens"] = DEFAULT_MAX_TOKENS + thinking["budget_tokens"]
     stop = chat.get("stop")
     if isinstance(stop, str):
         request["stop_sequences"] = [stop]
@@ -117,6 +129,28 @@ def messages_request(chat: dict[str, Any], model: str) -> dict[str, Any]:
     if isinstance(user, str) and user:
         request["metadata"] = {"user_id": user}
     return request
+
+
+def _thinking(effort: object, limit: object) -> dict[str, Any] | None:
+    """``reasoning_effort`` as an extended-thinking budget; None for no thinking."""
+    if effort is None or effort in ("none", "minimal"):
+        return None
+    if effort not in THINKING_BUDGETS:
+        raise BadRequest(
+            "reasoning_effort must be one of none, minimal, low, medium, high",
+            param="reasoning_effort",
+        )
+    budget = THINKING_BUDGETS[str(effort)]
+    if isinstance(limit, int) and not isinstance(limit, bool):
+        # The budget is part of max_tokens and must leave room for the answer.
+        budget = min(budget, limit - 1)
+        if budget < MIN_THINKING_BUDGET:
+            raise BadRequest(
+                f"reasoning_effort needs max_completion_tokens above {MIN_THINKING_BUDGET} "
+                "on Anthropic models (the thinking budget is part of it)",
+                param="reasoning_effort",
+            )
+    return {"type": "enabled", "budget_tokens": budget}
 
 
 def _append(turns: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) -> None:
