@@ -336,8 +336,8 @@ def test_provider_error_event_mid_stream_is_passed_on_and_recorded(gw: Gateway) 
 
 
 def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
-    # Read raw (an SDK parsing 20,000 events would be the slow part of this test).
-    gw.upstream.inject["x-simulator-chunks"] = "20000"
+    # A long answer in 5,000 events, read raw: an SDK parsing each would be the slow part.
+    gw.upstream.inject["x-simulator-chunks"] = "5000"
     body = {"model": MODEL, "max_tokens": 256, "messages": MESSAGES, "stream": True}
     with httpx.stream(
         "POST",
@@ -346,7 +346,7 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
         headers={"x-api-key": gw.key, "anthropic-version": VERSION},
     ) as response:
         received = response.read()
-    assert received.count(b"event: content_block_delta\n") == 20000
+    assert received.count(b"event: content_block_delta\n") == 5000
     delta = received.rsplit(b"event: message_delta\ndata: ", 1)[1].split(b"\n", 1)[0]
     usage = json.loads(delta)["usage"]
     [event] = gw.wait_for_events(1)
