@@ -179,3 +179,15 @@ def test_wrong_methods_and_paths_answer_in_the_surfaces_format(ingress: Ingress,
     response = ingress.client.post(path + "/nothing", json={}, headers=headers(ingress, path))
     assert response.status_code == 404
     assert_error_format(path, 404, response.json())
+
+
+@pytest.mark.parametrize("path", list(VALID))
+def test_an_absurd_content_length_is_a_413_not_a_crash(ingress: Ingress, path: str) -> None:
+    response = ingress.client.post(
+        path,
+        content=json.dumps(VALID[path]).encode(),
+        headers={**headers(ingress, path), "content-length": "9" * 5000},
+    )
+    assert response.status_code == 413, response.text
+    assert_error_format(path, 413, response.json())
+    assert ingress.upstream.received == []
