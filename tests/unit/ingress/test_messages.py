@@ -80,6 +80,7 @@ def test_non_streamed_message_is_passed_through_and_metered(gw: Gateway) -> None
         messages=MESSAGES,
         metadata={"user_id": "end-user-7"},
         extra_body={"providerOptions": {"gateway": {"tags": ["feature:messages"]}}},
+        extra_headers={"anthropic-beta": "extended-cache-ttl-2025-04-11"},
     )
     message = raw.parse()
     [event] = gw.wait_for_events(1)
@@ -106,6 +107,7 @@ def test_non_streamed_message_is_passed_through_and_metered(gw: Gateway) -> None
     assert upstream.headers["x-api-key"] == SYSTEM_KEY
     sent_version = raw.http_response.request.headers["anthropic-version"]
     assert upstream.headers["anthropic-version"] == sent_version
+    assert upstream.headers["anthropic-beta"] == "extended-cache-ttl-2025-04-11"
     assert "authorization" not in upstream.headers
 
 
