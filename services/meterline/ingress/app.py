@@ -24,17 +24,20 @@ from meterline.ingress.publisher import UsagePublisher, prometheus_text
 from meterline.ingress.routers import chat_completions, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
+from meterline.ingress.transport import AiohttpTransport
 
 
 def upstream_client(settings: IngressSettings) -> httpx.AsyncClient:
     """One client for every provider: connections are pooled and kept alive, which is most
     of the latency a gateway can save."""
     return httpx.AsyncClient(
-        limits=httpx.Limits(
+        # aiohttp's pool under httpx's API: see transport.py for why.
+        transport=AiohttpTransport(
             max_connections=settings.upstream_max_connections,
-            max_keepalive_connections=settings.upstream_max_keepalive_connections,
             keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
         ),
+        # The transport reads proxy variables itself; httpx would route around it.
+        trust_env=False,
         # Redirects would resend a prompt (and a key) somewhere the configuration never
         # named.
         follow_redirects=False,
