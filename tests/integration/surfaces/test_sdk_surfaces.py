@@ -503,14 +503,14 @@ def ai_sdk_installed() -> str | None:
         return "Node.js and npm are not on the PATH"
     if (AI_SDK / "node_modules" / "ai").is_dir():
         return None
-    installed = subprocess.run(
-        [npm, "ci", "--no-audit", "--no-fund"],
-        cwd=AI_SDK,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # Bounded: without a reachable registry, npm would otherwise retry for minutes.
+    command = [npm, "ci", "--no-audit", "--no-fund", "--fetch-timeout=30000", "--fetch-retries=1"]
+    try:
+        installed = subprocess.run(
+            command, cwd=AI_SDK, capture_output=True, text=True, timeout=180, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "npm ci did not finish in 180 s"
     if installed.returncode != 0:
         return f"npm ci failed: {installed.stderr[-2000:]}"
     return None
