@@ -61,7 +61,9 @@ def create_app(
                     chat_router=Router(config, wire="openai", credentials=credentials),
                     openai=OpenAIWire(upstream),
                     publisher=publisher,
-                    messages_router=Router(config, wire="anthropic", credentials=credentials),
+                    messages_router=Router(
+                        config, wire="anthropic", translated=("openai",), credentials=credentials
+                    ),
                     anthropic=AnthropicWire(upstream),
                     completions_router=Router(
                         config, wire="openai", translated=("anthropic",), credentials=credentials

@@ -34,7 +34,7 @@ class Gateway:
     openai: OpenAIWire
     publisher: UsagePublisher
     messages_router: Router
-    """Routes to providers speaking the Anthropic wire: Messages."""
+    """Routes for Messages: the Anthropic wire, and the OpenAI wire through ``translate``."""
     anthropic: AnthropicWire
     completions_router: Router
     """Routes for Chat Completions: the OpenAI wire, and the Anthropic wire through

@@ -20,6 +20,7 @@ from meterline.ingress.errors import BadRequest, Unauthorized
 from meterline.ingress.metering import RequestRecord
 from meterline.ingress.routing import Route, first_success
 from meterline.ingress.tagging import Attribution, take_options
+from meterline.ingress.translate.wire import messages_via_openai
 
 router = APIRouter()
 
@@ -88,6 +89,8 @@ async def messages(request: Request) -> Response:
     )
 
     async def send(route: Route) -> Response:
+        if route.provider.wire == "openai":
+            return await messages_via_openai(gateway.upstream, route, body, record)
         # The wire sets the model in the body: each attempt gets its own copy.
         return await gateway.anthropic.messages(route, dict(body), request.headers, record)
 
@@ -109,6 +112,12 @@ async def count_tokens(request: Request) -> Response:
         raise BadRequest("model: a string 'provider/model' is required", param="model")
     _, options = take_options(body, request.headers, standard_user=False)
     route = gateway.messages_router.plan(model, options, caller.team)[0]
+    if route.provider.wire != "anthropic":
+        raise BadRequest(
+            f"model: provider {route.provider.slug!r} speaks the {route.provider.wire} wire "
+            "format, which has no token counting endpoint",
+            param="model",
+        )
     return await gateway.anthropic.count_tokens(route, body, request.headers)
 
 
