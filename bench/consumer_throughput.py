@@ -330,6 +330,11 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
         client = connect(f"chdb://{directory}", "bench")
         migrate(client)
+        views = count(
+            client,
+            "SELECT count() FROM system.tables WHERE database = currentDatabase()"
+            " AND engine = 'MaterializedView'",
+        )
         started = time.perf_counter()
         client.command(CEILING_INSERT, parameters={"events": events})
         seconds = time.perf_counter() - started
@@ -337,12 +342,73 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
         hourly = count(client, "SELECT sum(request_count) FROM usage_hourly")
         if rows != events or hourly != events:
             raise RuntimeError(f"wrote {rows} raw rows and {hourly} rollup requests, not {events}")
+        bare = connect(f"chdb://{directory}", "bench_raw_only")
+        migrate(bare)
+        drop_views(bare)
+        started = time.perf_counter()
+        bare.command(CEILING_INSERT, parameters={"events": events})
+        raw_only_seconds = time.perf_counter() - started
         return {
             "events": events,
+            "views": views,
             "seconds": round(seconds, 4),
             "rows_per_second": round(events / seconds),
+            "raw_only_rows_per_second": round(events / raw_only_seconds),
             "peak_rss_mib": round(peak_rss_mib(), 1),
         }
+
+
+def drop_views(client: Any) -> None:
+    """Leave the raw table alone: no rollup is fed (to tell the views' share of the cost)."""
+    views = client.query(
+        "SELECT name FROM system.tables WHERE database = currentDatabase()"
+        " AND engine = 'MaterializedView'"
+    ).result_rows
+    for (name,) in views:
+        client.command(f"DROP VIEW {name}")
+
+
+def stages_once(events: int, batch_rows: int = 20_000) -> dict[str, Any]:
+    """CPU time per event of each step, alone, in one process: where the consumer's time
+    goes. The inserts are the writer's own (clickhouse-connect into chDB)."""
+    from meterline.common.bus import BusMessage
+    from meterline.common.clickhouse import connect
+    from meterline.common.codec import UsageEventCodec
+    from meterline.common.migrations import migrate
+    from meterline.common.pricing import GenaiPrices
+    from meterline.consumer.decode import Decoder
+    from meterline.consumer.enrich import Enricher
+    from meterline.consumer.write import ClickHouseWriter
+
+    codec = UsageEventCodec()
+    messages = [
+        BusMessage("t", 0, offset, None, codec.encode(e))
+        for offset, e in enumerate(make_events(events))
+    ]
+    config = gateway_config()
+    enricher = Enricher(GenaiPrices(config.price_aliases()), config)
+    decoder = Decoder(codec)
+    result: dict[str, Any] = {"events": events, "batch_rows": batch_rows}
+
+    started = cpu_seconds()
+    decoded = [decoder.decode(m) for m in messages]
+    result["decode_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
+    started = cpu_seconds()
+    rows = [enricher.row(e) for e in decoded]  # type: ignore[arg-type]
+    result["price_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
+    with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
+        for database, label in (("bench", "insert"), ("bench_raw_only", "insert_raw_only")):
+            client = connect(f"chdb://{directory}", database)
+            migrate(client)
+            if label == "insert_raw_only":
+                drop_views(client)
+            writer = ClickHouseWriter(client)
+            started, wall = cpu_seconds(), time.perf_counter()
+            for first in range(0, events, batch_rows):
+                asyncio.run(writer.insert(rows[first : first + batch_rows], f"stages/{first}"))
+            result[f"{label}_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
+            result[f"{label}_wall_us"] = round((time.perf_counter() - wall) / events * 1e6, 1)
+    return result
 
 
 def child(args: list[str]) -> dict[str, Any]:
@@ -375,6 +441,7 @@ def summarize(
                 "events_per_second_min": min(rates),
                 "events_per_second_max": max(rates),
                 "share_of_engine_ceiling": round(median(rates) / ceiling_rate, 4),
+                "cpu_us_per_event_median": median([r["cpu_us_per_event"] for r in mine]),
                 "peak_rss_mib_max": max(r["peak_rss_mib"] for r in mine),
                 "runs": mine,
             }
@@ -385,7 +452,15 @@ def summarize(
         f"{params['events']:,} events, {params['repeats']} run(s) per batch size, medians; "
         f"one consumer process, one partition.\n\n"
         + markdown_table(
-            ["batch rows", "events/s (median)", "min", "max", "vs engine ceiling", "peak RSS MiB"],
+            [
+                "batch rows",
+                "events/s (median)",
+                "min",
+                "max",
+                "vs engine ceiling",
+                "CPU µs/event",
+                "peak RSS MiB",
+            ],
             [
                 [
                     f"{r['batch_rows']:,}",
@@ -393,6 +468,7 @@ def summarize(
                     f"{r['events_per_second_min']:,}",
                     f"{r['events_per_second_max']:,}",
                     f"{r['share_of_engine_ceiling']:.1%}",
+                    r["cpu_us_per_event_median"],
                     r["peak_rss_mib_max"],
                 ]
                 for r in results
@@ -401,14 +477,25 @@ def summarize(
         + f"\nTarget ≥ {TARGET_EVENTS_PER_SECOND:,} events/s: **{met}** "
         f"(best median {best:,} events/s).\n"
     )
+    raw_only = median([r["raw_only_rows_per_second"] for r in ceiling])
     ceiling_md = markdown_table(
-        ["rows", "rows/s (median)", "min", "max", "best consumer / ceiling"],
+        [
+            "rows",
+            "views",
+            "rows/s with the views (median)",
+            "min",
+            "max",
+            "raw table alone, rows/s",
+            "best consumer / ceiling",
+        ],
         [
             [
                 f"{params['events']:,}",
+                ceiling[0]["views"],
                 f"{round(ceiling_rate):,}",
                 f"{min(r['rows_per_second'] for r in ceiling):,}",
                 f"{max(r['rows_per_second'] for r in ceiling):,}",
+                f"{round(raw_only):,}",
                 f"1 : {ceiling_rate / best:.1f}",
             ]
         ],
@@ -416,12 +503,30 @@ def summarize(
     return results, consumer_md, ceiling_md
 
 
+def stages_markdown(stages: list[dict[str, Any]]) -> str:
+    keys = [
+        ("decode_cpu_us", "decode + validate"),
+        ("price_cpu_us", "price (genai-prices rates, team deal) + row"),
+        ("insert_cpu_us", "insert with the views (clickhouse-connect + engine)"),
+        ("insert_wall_us", "insert with the views, wall clock"),
+        ("insert_raw_only_cpu_us", "insert into the raw table alone"),
+    ]
+    return (
+        f"\nWhere the time goes: each step alone over {stages[0]['events']:,} events, "
+        f"CPU µs per event (median of {len(stages)}):\n\n"
+        + markdown_table(
+            ["step", "µs/event"],
+            [[label, median([s[key] for s in stages])] for key, label in keys],
+        )
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argument_parser(NAME, __doc__ or "")
     parser.add_argument("--events", type=int, help="events per run (default 200,000; quick 20,000)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", metavar="ROWS")
     parser.add_argument("--repeats", type=int, help="runs per batch size (default 3; quick 1)")
-    parser.add_argument("--child", choices=["consume", "ceiling"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["consume", "ceiling", "stages"], help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--batch-rows", type=int, help=argparse.SUPPRESS)
@@ -434,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.child == "ceiling":
         print(json.dumps(engine_ceiling_once(events)))
+        return 0
+    if args.child == "stages":
+        print(json.dumps(stages_once(events)))
         return 0
 
     params: dict[str, Any] = {
@@ -454,6 +562,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         runs: list[dict[str, Any]] = []
         ceiling: list[dict[str, Any]] = []
+        stages: list[dict[str, Any]] = []
         # Interleaved: every repeat measures every batch size and the ceiling once, so load
         # from elsewhere on the machine spreads over all of them alike.
         for repeat in range(params["repeats"]):
@@ -481,8 +590,12 @@ def main(argv: list[str] | None = None) -> int:
             measured = child(["--child", "ceiling", "--events", str(events)])
             print(f"engine ceiling      : {measured['rows_per_second']:>8,} rows/s", flush=True)
             ceiling.append(measured)
+            stage = child(["--child", "stages", "--events", str(min(events, 50_000))])
+            print(f"stages (CPU us/event): {stage}", flush=True)
+            stages.append(stage)
     results, consumer_md, ceiling_md = summarize(runs, ceiling, params)
-    write_results(out, NAME, params, results, consumer_md, engine_ceiling=ceiling)
+    consumer_md += stages_markdown(stages)
+    write_results(out, NAME, params, results, consumer_md, engine_ceiling=ceiling, stages=stages)
     write_results(
         out,
         "engine_ceiling",
