@@ -61,6 +61,8 @@ from bench.common import (
     percentile,
     write_results,
 )
+from meterline.query.builders import choose_source
+from meterline.query.report_query import parse_report_query
 
 NAME = "report_latency"
 TARGET_P95_MS = 50.0
@@ -262,7 +264,15 @@ def prepare(directory: Path, events: int, raw_repeat: int) -> dict[str, Any]:
     fill_seconds = None
     if present not in (0, events):
         raise SystemExit(f"{directory} holds {present} events, not {events}: remove it first")
-    settings = {"max_threads": 2, "max_insert_threads": 2, "insert_deduplicate": 0}
+    settings = {
+        "max_threads": 2,
+        "max_insert_threads": 2,
+        "insert_deduplicate": 0,
+        # Summing the rollups' rows at insert time made each insert about 15 times slower
+        # on chDB here; rows are summed by the merges instead (and by OPTIMIZE below), and
+        # reports re-aggregate anyway.
+        "optimize_on_insert": 0,
+    }
     if present == 0:
         start_ms = int(datetime.combine(FIRST_DAY, datetime.min.time(), UTC).timestamp()) * 1000
         started = time.perf_counter()
@@ -404,6 +414,7 @@ def measure(
     rss = peak_rss_mib(pid)
     results = []
     for call in the_calls:
+        query = parse_report_query({k: [v] for k, v in call.params.items()}, max_limit=10_000)
         raw = prepared["raw"][call.name]
         equal = answers[call.name] == raw["answer"]
         if not equal:
@@ -424,6 +435,7 @@ def measure(
                 "raw_ms": [round(t, 1) for t in raw["ms"]],
                 "ratio_raw_to_p95": round(raw_ms / p95, 1),
                 "rows": len(answers[call.name]),
+                "source": choose_source(query).table,
                 "equal_to_raw": equal,
                 "query_peak_rss_mib": round(rss, 1),
             }
@@ -436,6 +448,7 @@ def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: boo
         (
             f"{r['events']:,}",
             r["description"],
+            f"`{r['source']}`",
             r["rows"],
             f"{r['p50_ms']:.1f}",
             f"{r['p95_ms']:.1f}",
@@ -445,7 +458,16 @@ def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: boo
         for r in results
     ]
     table = markdown_table(
-        ["raw events", "call (team acme)", "rows", "p50 ms", "p95 ms", "raw table ms", "raw / p95"],
+        [
+            "raw events",
+            "call (team acme)",
+            "reads",
+            "rows",
+            "p50 ms",
+            "p95 ms",
+            "raw table ms",
+            "raw / p95",
+        ],
         rows,
     )
     largest = max(r["events"] for r in results)
@@ -476,26 +498,33 @@ def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: boo
 
 
 def run_size(
-    events: int, base: Path, requests: int, warmup: int, raw_repeat: int, keep: bool
+    events: int,
+    base: Path,
+    requests: int,
+    warmup: int,
+    raw_repeat: int,
+    keep: bool,
+    measure_only: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     directory = base / f"events-{events}"
     directory.mkdir(parents=True, exist_ok=True)
     prepared_file = directory.parent / f"{directory.name}.prepared.json"
-    print(f"report_latency: preparing {events:,} events in {directory}", flush=True)
-    command = [
-        sys.executable,
-        "-m",
-        "bench.report_latency",
-        "--prepare",
-        str(directory),
-        "--events",
-        str(events),
-        "--raw-repeat",
-        str(raw_repeat),
-        "--prepared",
-        str(prepared_file),
-    ]
-    subprocess.run(command, cwd=REPO, check=True)  # noqa: S603 - this module
+    if not measure_only:
+        print(f"report_latency: preparing {events:,} events in {directory}", flush=True)
+        command = [
+            sys.executable,
+            "-m",
+            "bench.report_latency",
+            "--prepare",
+            str(directory),
+            "--events",
+            str(events),
+            "--raw-repeat",
+            str(raw_repeat),
+            "--prepared",
+            str(prepared_file),
+        ]
+        subprocess.run(command, cwd=REPO, check=True)  # noqa: S603 - this module
     prepared = json.loads(prepared_file.read_text())
     print(f"report_latency: measuring {events:,} events through meterline query", flush=True)
     with query_service(directory) as (url, pid):
@@ -526,10 +555,18 @@ def main(argv: list[str] | None = None) -> int:
         help="where the warehouses go; kept afterwards and reused by a later run of the same "
         "size (default: a temporary directory under var/bench, removed afterwards)",
     )
+    parser.add_argument(
+        "--measure-only",
+        action="store_true",
+        help="with --data-dir: reuse the warehouse and raw-table answers of an earlier run and "
+        "only measure the query service (to compare two versions of it)",
+    )
     parser.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--events", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--prepared", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.measure_only and args.data_dir is None:
+        parser.error("--measure-only needs --data-dir")
 
     if args.prepare is not None:
         prepared = prepare(args.prepare.resolve(), args.events, args.raw_repeat)
@@ -556,7 +593,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         for events in sizes:
-            size_results, run = run_size(events, base, requests, warmup, raw_repeat, keep)
+            size_results, run = run_size(
+                events, base, requests, warmup, raw_repeat, keep, args.measure_only
+            )
             results += size_results
             runs.append(run)
     params = {
