@@ -26,6 +26,10 @@ from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import AiohttpTransport
 
+DRAIN_WAIT_AT_SHUTDOWN_SECONDS = 5.0
+"""How long a stopping ingress waits for abandoned streams to end (see ``Drains``): short,
+because the orchestrator's grace period also has to cover the publisher's flush."""
+
 
 def upstream_client(settings: IngressSettings) -> httpx.AsyncClient:
     """One client for every provider: connections are pooled and kept alive, which is most
@@ -70,7 +74,12 @@ def create_app(
                     ),
                     upstream=upstream,
                 )
-                yield
+                try:
+                    yield
+                finally:
+                    # Streams whose client left are still being read for their usage;
+                    # what has not ended by then is recorded as far as it got.
+                    await upstream.drains.wait(DRAIN_WAIT_AT_SHUTDOWN_SECONDS)
         finally:
             # After the client closed: streams still open have ended and published.
             await publisher.stop()

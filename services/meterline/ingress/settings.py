@@ -20,6 +20,10 @@ class IngressSettings(CommonSettings):
     upstream_read_timeout_seconds: float | None = Field(default=None, gt=0)
     """Longest silence from the provider (before the headers, or between two chunks of a
     stream). Unset: each provider's own ``timeout_seconds`` from the configuration file."""
+    upstream_drain_after_disconnect_seconds: float = Field(default=120.0, ge=0)
+    """When a client leaves a stream early, keep reading the provider's stream for up to this
+    long: the provider bills the whole generation, and the OpenAI wire reports usage only at
+    its end. 0: close the provider's stream at once and record only the usage seen so far."""
     upstream_max_connections: int = Field(default=1000, gt=0)
     upstream_max_keepalive_connections: int = Field(default=200, ge=0)
     upstream_keepalive_expiry_seconds: float = Field(default=60.0, ge=0)

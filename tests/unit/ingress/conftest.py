@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -114,6 +116,19 @@ class Gateway:
     publisher: MemoryPublisher
     upstream: Recorder
 
+    def abandon_stream(
+        self, path: str, body: dict[str, Any], headers: dict[str, str], until: bytes = b"\n\n"
+    ) -> httpx.Response:
+        """POST a streamed request and hang up once the answer holds ``until``."""
+        with httpx.stream("POST", f"{self.url}{path}", json=body, headers=headers) as response:
+            assert response.status_code == 200
+            received = b""
+            for chunk in response.iter_raw():
+                received += chunk
+                if until in received:
+                    break
+        return response
+
     def wait_for_events(self, count: int, timeout: float = 5.0) -> list[UsageEvent]:
         """Events are published after the response is complete, so a client can see its
         answer a moment before the event exists."""
@@ -154,18 +169,25 @@ def gateway_config(simulator_url: str, keys: dict[str, str]) -> GatewayConfig:
     )
 
 
-@pytest.fixture(scope="module")
-def gateway() -> Iterator[Gateway]:
+@contextmanager
+def serve_gateway(**settings: Any) -> Iterator[Gateway]:
+    """The ingress (with these settings) in front of its own simulator."""
     keys = {"acme": new_key(), "globex": new_key()}
     recorder = Recorder(create_simulator())
     publisher = MemoryPublisher()
     with pytest.MonkeyPatch.context() as patch, ServerThread(recorder) as simulator:
         patch.setenv(SYSTEM_KEY_ENV, SYSTEM_KEY)
         config = gateway_config(simulator.url, keys)
-        settings = IngressSettings(max_request_body_bytes=MAX_BODY)
-        with ServerThread(create_app(settings, config, publisher)) as ingress:
+        ingress_settings = IngressSettings(max_request_body_bytes=MAX_BODY, **settings)
+        with ServerThread(create_app(ingress_settings, config, publisher)) as ingress:
             yield Gateway(ingress.url, keys["acme"], keys["globex"], publisher, recorder)
     assert publisher.started and publisher.stopped
+
+
+@pytest.fixture(scope="module")
+def gateway() -> Iterator[Gateway]:
+    with serve_gateway() as served:
+        yield served
 
 
 @pytest.fixture

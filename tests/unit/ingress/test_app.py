@@ -4,6 +4,7 @@ simulator as the upstream, a MemoryPublisher for the events."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -12,7 +13,7 @@ import openai
 import pytest
 
 from meterline.ingress.metering import EVENT_ID_HEADER
-from tests.unit.ingress.conftest import MAX_BODY, SYSTEM_KEY, Gateway
+from tests.unit.ingress.conftest import MAX_BODY, SYSTEM_KEY, Gateway, serve_gateway
 
 MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]
 
@@ -203,22 +204,66 @@ def test_upstream_error_on_a_stream_request_is_a_plain_error(gw: Gateway) -> Non
     assert (event.status, event.http_status, event.streamed) == ("error", 429, True)
 
 
-def test_client_disconnecting_mid_stream_is_recorded(gw: Gateway) -> None:
-    gw.upstream.inject.update({"x-simulator-chunks": "50", "x-simulator-chunk-delay-ms": "50"})
-    body = {"model": "sim/gpt-4o", "messages": MESSAGES, "stream": True}
+TOKEN_FIELDS = (
+    "input_tokens",
+    "output_tokens",
+    "cached_input_tokens",
+    "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens",
+    "reasoning_tokens",
+)
+
+
+def tokens(event: Any) -> tuple[int, ...]:
+    return tuple(getattr(event, name) for name in TOKEN_FIELDS)
+
+
+def test_client_leaving_mid_stream_is_recorded_with_the_whole_generation(gw: Gateway) -> None:
+    # The OpenAI wire reports usage only in the last chunk: the gateway reads the stream
+    # to its end after the client left, so the provider's usage is still recorded.
+    gw.upstream.inject.update({"x-simulator-chunks": "30", "x-simulator-chunk-delay-ms": "40"})
+    body = {"model": "sim/o4-mini", "messages": MESSAGES, "stream": True}
+    headers = {"authorization": f"Bearer {gw.key}"}
     with httpx.stream(
-        "POST",
-        f"{gw.url}/v1/chat/completions",
-        json=body,
-        headers={"authorization": f"Bearer {gw.key}"},
+        "POST", f"{gw.url}/v1/chat/completions", json=body, headers=headers
     ) as response:
-        assert response.status_code == 200
-        next(response.iter_raw())
-    [event] = gw.wait_for_events(1)
+        response.read()
+    [whole] = gw.wait_for_events(1)
+    gw.publisher.events.clear()
+
+    response = gw.abandon_stream("/v1/chat/completions", body, headers)
+    [event] = gw.wait_for_events(1, timeout=10)
     assert event.event_id == response.headers[EVENT_ID_HEADER]
     assert (event.status, event.streamed) == ("client_disconnected", True)
     assert event.time_to_first_token_ms is not None
+    assert whole.status == "success"
+    assert event.output_tokens > 0 and event.reasoning_tokens > 0
+    assert tokens(event) == tokens(whole)
+
+
+def test_with_draining_off_a_client_leaving_is_recorded_at_once() -> None:
+    with serve_gateway(upstream_drain_after_disconnect_seconds=0) as gw:
+        gw.upstream.inject.update({"x-simulator-chunks": "50", "x-simulator-chunk-delay-ms": "50"})
+        body = {"model": "sim/gpt-4o", "messages": MESSAGES, "stream": True}
+        gw.abandon_stream("/v1/chat/completions", body, {"authorization": f"Bearer {gw.key}"})
+        [event] = gw.wait_for_events(1)
+    assert event.status == "client_disconnected"
     assert event.duration_ms < 2000  # well before the stream would have ended
+    assert event.output_tokens == 0  # the usage chunk never came
+
+
+def test_a_stopping_gateway_records_streams_still_draining() -> None:
+    with serve_gateway() as gw:
+        # 20 s of stream: longer than a stopping gateway waits for it.
+        gw.upstream.inject.update(
+            {"x-simulator-chunks": "100", "x-simulator-chunk-delay-ms": "200"}
+        )
+        body = {"model": "sim/gpt-4o", "messages": MESSAGES, "stream": True}
+        gw.abandon_stream("/v1/chat/completions", body, {"authorization": f"Bearer {gw.key}"})
+        time.sleep(0.5)
+        assert gw.publisher.events == []  # still draining
+    [event] = gw.publisher.events
+    assert event.status == "client_disconnected"
 
 
 def test_missing_or_wrong_key_is_a_401(gw: Gateway) -> None:

@@ -228,22 +228,29 @@ def test_provider_timeout_is_a_504_and_recorded(gw: Gateway) -> None:
     assert (event.status, event.http_status, event.error_type) == ("error", 504, "upstream_timeout")
 
 
-def test_client_disconnecting_mid_stream_is_recorded(gw: Gateway) -> None:
-    gw.upstream.inject.update({"x-simulator-chunks": "50", "x-simulator-chunk-delay-ms": "50"})
-    body = {"model": "sim/gpt-4o", "input": PROMPT, "stream": True}
-    with httpx.stream(
-        "POST", f"{gw.url}/v1/responses", json=body, headers={"authorization": f"Bearer {gw.key}"}
-    ) as response:
-        assert response.status_code == 200
-        next(response.iter_raw())
-    [event] = gw.wait_for_events(1)
+def test_client_leaving_mid_stream_is_recorded_with_the_whole_generation(gw: Gateway) -> None:
+    gw.upstream.inject.update({"x-simulator-chunks": "30", "x-simulator-chunk-delay-ms": "40"})
+    body = {"model": "sim/o4-mini", "input": PROMPT, "stream": True}
+    headers = {"authorization": f"Bearer {gw.key}"}
+    with httpx.stream("POST", f"{gw.url}/v1/responses", json=body, headers=headers) as response:
+        response.read()
+    [whole] = gw.wait_for_events(1)
+    gw.publisher.events.clear()
+
+    response = gw.abandon_stream("/v1/responses", body, headers)
+    [event] = gw.wait_for_events(1, timeout=10)
     assert event.event_id == response.headers[EVENT_ID_HEADER]
     assert (event.status, event.streamed, event.api_surface) == (
         "client_disconnected",
         True,
         "responses",
     )
-    assert event.duration_ms < 2000  # well before the stream would have ended
+    assert event.output_tokens > 0 and event.reasoning_tokens > 0
+    assert (event.input_tokens, event.output_tokens, event.reasoning_tokens) == (
+        whole.input_tokens,
+        whole.output_tokens,
+        whole.reasoning_tokens,
+    )
 
 
 def test_provider_stalling_mid_stream_ends_it_with_an_openai_error_event(gw: Gateway) -> None:

@@ -9,10 +9,11 @@ publishing after the caller has its answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from typing import Any, Final, Protocol
 
@@ -137,6 +138,39 @@ class EventScanner:
                 self.handle(payload)
 
 
+class Drains:
+    """Streams whose client went away, read to their end in the background for the usage
+    the provider bills. Tracked so that a shutdown waits for them (briefly) and so that a
+    running task is never garbage-collected."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def enabled(self) -> bool:
+        return self.seconds > 0
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def start(self, drain: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(drain)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wait(self, timeout: float) -> None:
+        """At shutdown: let the drains finish for up to ``timeout`` seconds, then cancel the
+        rest, which publish what they have read so far."""
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
 class SseRelay:
     """One upstream stream on its way to the client; publishes the request's event when
     it ends, however it ends."""
@@ -148,12 +182,14 @@ class SseRelay:
         publisher: UsagePublisher,
         scanner: StreamScanner,
         dialect: Dialect,
+        drains: Drains,
     ):
         self._response = response
         self._record = record
         self._publisher = publisher
         self._scanner = scanner
         self._dialect = dialect
+        self._drains = drains
         self._complete = False
         self._transport_error: str | None = None
         self._closed = False
@@ -187,6 +223,40 @@ class SseRelay:
         if self._closed:
             return
         self._closed = True
+        if not self._complete and self._transport_error is None and self._drains.enabled:
+            # The client went away mid-stream. The provider bills the generation it already
+            # started, and on the OpenAI wire its usage only comes in the last chunk: read
+            # the rest of the stream in the background for it, off this (possibly
+            # cancelled) task.
+            self._drains.start(self._drain_and_finish())
+            return
+        await self._finish()
+
+    async def _drain_and_finish(self) -> None:
+        try:
+            with anyio.fail_after(self._drains.seconds):
+                # The response's own byte stream, not httpx's iterator: that one was
+                # consumed (or cancelled) by the relay; the transport's stream resumes
+                # where the relay stopped reading.
+                stream = self._response.stream
+                assert isinstance(stream, httpx.AsyncByteStream)
+                async for chunk in stream:
+                    if chunk:
+                        self._scanner.feed(chunk)
+            self._scanner.finish()
+        except TimeoutError:
+            log.warning(
+                "event %s: the provider's stream did not end within %.0f s of the client "
+                "leaving; recorded with the usage seen so far",
+                self._record.event_id,
+                self._drains.seconds,
+            )
+        except Exception:
+            log.debug("draining an abandoned stream failed", exc_info=True)
+        finally:
+            await self._finish()
+
+    async def _finish(self) -> None:
         try:
             # Shielded: this also runs in a task cancelled because the client went away.
             with anyio.CancelScope(shield=True):
@@ -222,6 +292,7 @@ class Upstream:
         self._client = client
         self._settings = settings
         self._publisher = publisher
+        self.drains = Drains(settings.upstream_drain_after_disconnect_seconds)
         self._endpoints: dict[tuple[str, str], tuple[httpx.URL, httpx.Timeout]] = {}
 
     async def forward(
@@ -281,7 +352,7 @@ class Upstream:
 
         content_type, client_headers = response_headers(response, record)
         if record.streamed and response.is_success and content_type.startswith("text/event-stream"):
-            relay = SseRelay(response, record, self._publisher, scanner(), dialect)
+            relay = SseRelay(response, record, self._publisher, scanner(), dialect, self.drains)
             client_headers["cache-control"] = "no-cache"
             # Tell a buffering reverse proxy (nginx) in front of the gateway to let each
             # event through at once.
