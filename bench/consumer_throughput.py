@@ -553,6 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": [m for _, m, _, _ in MODELS],
         "users": USERS,
         "tags": len(TAGS),
+        "quick": args.quick,
     }
     out: Path = args.out
     with kafka_bootstrap() as bootstrap:

@@ -41,6 +41,7 @@ from bench.common import (
     argument_parser,
     kafka_bootstrap,
     markdown_table,
+    peak_rss_mib,
     percentile,
     write_results,
 )
@@ -61,6 +62,8 @@ class Layout:
     gateway: str
     reports: str
     key: str
+    pids: dict[str, int]
+    """Each service's process id, by service name (for its peak RSS at the end)."""
 
 
 @contextlib.contextmanager
@@ -81,6 +84,7 @@ def layout(name: str, workdir: Path, max_batch_seconds: float) -> Iterator[Layou
     env.pop("CLICKHOUSE_URL", None)
     with contextlib.ExitStack() as stack:
         waits = []
+        pids: dict[str, int] = {}
 
         def start(service: str, args: list[str], port: int, process_env: dict[str, str]) -> None:
             log = workdir / f"{service}.log"
@@ -88,6 +92,7 @@ def layout(name: str, workdir: Path, max_batch_seconds: float) -> Iterator[Layou
                 meterline_process([*args, "--port", str(port)], process_env, log)
             )
             waits.append((f"http://127.0.0.1:{port}/healthz", proc, log))
+            pids[service] = proc.pid
 
         start("simulator", ["simulator"], simulator_port, env)
         if name == "embedded":
@@ -108,7 +113,7 @@ def layout(name: str, workdir: Path, max_batch_seconds: float) -> Iterator[Layou
         for url, proc, log in waits:
             wait_http(url, proc, log)
         yield Layout(
-            name, f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{query_port}", key
+            name, f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{query_port}", key, pids
         )
 
 
@@ -204,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                     probe(client, stack, n, args.poll_ms / 1000, 60)
                     for n in range(1, args.samples + 1)
                 ]
+            # Read while the services still run: VmHWM goes with the process.
+            rss = {service: round(peak_rss_mib(pid), 1) for service, pid in stack.pids.items()}
         row = {
             "layout": name,
             "samples": len(times),
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             "min_s": round(min(times), 3),
             "target_p95_s": TARGETS_P95_S[name],
             "times_s": [round(t, 4) for t in times],
+            "peak_rss_mib": rss,
         }
         row["met"] = row["p95_s"] <= TARGETS_P95_S[name]
         print(json.dumps({k: v for k, v in row.items() if k != "times_s"}), flush=True)

@@ -608,6 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "models": MODELS,
         "tags": TAGS,
         "team": TEAM,
+        "quick": args.quick,
     }
     write_results(args.out, NAME, params, results, render(results, runs, args.quick), runs=runs)
     for r in results:
