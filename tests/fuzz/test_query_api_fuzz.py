@@ -23,10 +23,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from meterline.common.clickhouse import connect
+from meterline.common.clickhouse import RAW_COLUMNS, connect
 from meterline.common.config import GatewayConfig, GatewayKey, TeamConfig, hash_key, new_key
 from meterline.common.migrations import migrate
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.query.app import create_app
 from meterline.query.settings import QuerySettings
 from tests.fuzz.settings import FUZZ_HTTP

@@ -18,12 +18,12 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from meterline.common.clickhouse import connect
+from meterline.common.clickhouse import RAW_COLUMNS, connect
 from meterline.common.config import GatewayConfig, GatewayKey, TeamConfig, hash_key, new_key
 from meterline.common.events import UsageEvent
 from meterline.common.migrations import migrate
 from meterline.common.pricing import PerMillionRates, StaticPrices
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.query.app import create_app
 from meterline.query.settings import QuerySettings
 

@@ -17,41 +17,6 @@ from meterline.common.pricing import (
     team_cost,
 )
 
-# The raw table's columns, in the order rows are built; ``ingested_at`` is the table's
-# DEFAULT. tests/integration checks that every one exists in schemas/clickhouse.
-RAW_COLUMNS: Final = (
-    "event_id",
-    "team_id",
-    "api_key_name",
-    "api_surface",
-    "started_at",
-    "duration_ms",
-    "time_to_first_token_ms",
-    "user_id",
-    "tags",
-    "model_requested",
-    "model",
-    "provider",
-    "credential_type",
-    "streamed",
-    "status",
-    "http_status",
-    "finish_reason",
-    "error_type",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "reasoning_tokens",
-    "market_cost",
-    "total_cost",
-    "price_known",
-    "price_source",
-    "raw_usage",
-)
-
-
 MAX_CACHED_DEALS: Final = 100_000
 
 

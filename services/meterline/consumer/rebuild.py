@@ -34,9 +34,9 @@ from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
-from meterline.common.clickhouse import quote_identifier
+from meterline.common.clickhouse import RAW_COLUMNS, quote_identifier
 from meterline.common.events import UsageEvent
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 
 log = logging.getLogger(__name__)
 

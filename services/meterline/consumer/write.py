@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from clickhouse_connect.driver.client import Client
 
-from meterline.consumer.enrich import RAW_COLUMNS
+from meterline.common.clickhouse import RAW_COLUMNS
 
 
 class Writer(Protocol):

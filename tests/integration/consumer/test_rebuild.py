@@ -13,10 +13,11 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from meterline.cli import main as cli_main
+from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.consumer.rebuild import RebuildError, rebuild, rollups
 
 pytestmark = pytest.mark.clickhouse

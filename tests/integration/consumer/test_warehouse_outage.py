@@ -18,12 +18,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 
+from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.pricing import PerMillionRates, StaticPrices, TokenCounts
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import MemoryDeadLetter
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource

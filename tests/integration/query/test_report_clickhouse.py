@@ -20,7 +20,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from meterline.common.clickhouse import connect
+from meterline.common.clickhouse import RAW_COLUMNS, connect
 from meterline.common.config import GatewayConfig, GatewayKey, TeamConfig, hash_key
 from meterline.common.migrations import migrate
 from meterline.query.app import create_app
@@ -112,37 +112,7 @@ def make_events() -> list[Event]:
 
 
 EVENTS = make_events()
-COLUMNS = [
-    "event_id",
-    "team_id",
-    "api_key_name",
-    "api_surface",
-    "started_at",
-    "duration_ms",
-    "time_to_first_token_ms",
-    "user_id",
-    "tags",
-    "model_requested",
-    "model",
-    "provider",
-    "credential_type",
-    "streamed",
-    "status",
-    "http_status",
-    "finish_reason",
-    "error_type",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "reasoning_tokens",
-    "market_cost",
-    "total_cost",
-    "price_known",
-    "price_source",
-    "raw_usage",
-]
+COLUMNS = list(RAW_COLUMNS)
 
 
 def raw_row(e: Event) -> list[Any]:

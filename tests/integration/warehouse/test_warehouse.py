@@ -8,12 +8,13 @@ from decimal import Decimal
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.config import GatewayConfig
 from meterline.common.events import UsageEvent
 from meterline.common.migrations import Migration, MigrationError, load_migrations, migrate
 from meterline.common.pricing import PerMillionRates, StaticPrices
 from meterline.consumer.batch_log import ClickHouseBatchLog
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.consumer.write import ClickHouseWriter
 
 pytestmark = pytest.mark.clickhouse

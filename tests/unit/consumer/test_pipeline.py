@@ -7,13 +7,14 @@ from decimal import Decimal
 import pytest
 
 from meterline.common.bus import InProcessBus
+from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices
 from meterline.consumer.batch_log import MemoryBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, MemoryDeadLetter
-from meterline.consumer.enrich import RAW_COLUMNS, Enricher
+from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource

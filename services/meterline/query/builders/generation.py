@@ -5,39 +5,15 @@ from __future__ import annotations
 from typing import Final
 from uuid import UUID
 
+from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.query.builders.base import BuiltQuery
 
 GENERATION_COLUMNS: Final = (
-    "event_id",
-    "api_key_name",
-    "api_surface",
-    "started_at",
-    "duration_ms",
-    "time_to_first_token_ms",
-    "user_id",
-    "tags",
-    "model_requested",
-    "model",
-    "provider",
-    "credential_type",
-    "streamed",
-    "status",
-    "http_status",
-    "finish_reason",
-    "error_type",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "reasoning_tokens",
-    "market_cost",
-    "total_cost",
-    "price_known",
-    "price_source",
-    "raw_usage",
+    *(name for name in RAW_COLUMNS if name != "team_id"),
     "ingested_at",
 )
+"""A request's own columns: its team is the caller's, and when it reached the warehouse
+tells how fresh the reports are."""
 
 
 def build_generation_query(team_id: str, event_id: UUID) -> BuiltQuery:
