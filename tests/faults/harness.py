@@ -90,12 +90,19 @@ class Stack:
     ports: dict[str, int] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    reports: str = ""
+    """Where /v1/report is served: the consumer (all-in-one), unless a test says otherwise."""
 
     @classmethod
-    def create(cls, directory: Path, kafka: str, **env: str) -> Stack:
-        stack = cls(directory, kafka)
+    def create(cls, directory: Path, kafka: str | None, **env: str) -> Stack:
+        """``kafka`` None: the embedded default, where ``consumer`` (all-in-one on the
+        in-process bus) is the gateway too."""
+        stack = cls(directory, kafka or "")
         stack.keys = {team: new_key() for team in TEAMS}
         stack.ports = {name: free_port() for name in ("simulator", "ingress", "consumer")}
+        if kafka is None:
+            stack.ports["ingress"] = stack.ports["consumer"]
+        stack.reports = f"http://127.0.0.1:{stack.ports['consumer']}"
         config = directory / "meterline.toml"
         write_config(config, f"http://127.0.0.1:{stack.ports['simulator']}/v1", stack.keys)
         suffix = uuid.uuid4().hex[:8]
@@ -104,7 +111,7 @@ class Stack:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
             "METERLINE_CONFIG_FILE": str(config),
             "METERLINE_CLICKHOUSE_DATABASE": f"faults_{suffix}",
-            "KAFKA_BOOTSTRAP_SERVERS": kafka,
+            "KAFKA_BOOTSTRAP_SERVERS": kafka or "",
             "METERLINE_USAGE_TOPIC": f"usage-events-{suffix}",
             "METERLINE_DEAD_LETTER_TOPIC": f"usage-events-dlq-{suffix}",
             "METERLINE_CONSUMER_GROUP": f"meterline-{suffix}",
@@ -115,26 +122,42 @@ class Stack:
             **env,
         }
         stack.env.pop("CLICKHOUSE_URL", None)
+        if kafka is None:
+            stack.env.pop("KAFKA_BOOTSTRAP_SERVERS")
         return stack
 
     @property
     def gateway(self) -> str:
         return f"http://127.0.0.1:{self.ports['ingress']}"
 
-    @property
-    def reports(self) -> str:
-        return f"http://127.0.0.1:{self.ports['consumer']}"
-
     def log(self, name: str) -> Path:
         return self.directory / f"{name}.log"
 
-    def start(self, name: str, *, crash_at: str | None = None, crash_after: int = 1) -> None:
+    def start(
+        self,
+        name: str,
+        *,
+        crash_at: str | None = None,
+        crash_after: int = 1,
+        command: str | None = None,
+        data: str | None = None,
+    ) -> None:
         """Start ``simulator``, ``ingress`` or ``consumer`` (all-in-one on Kafka: the
         consumer, plus the report on the same chDB data directory) and wait until it
         serves. ``crash_at`` makes the consumer SIGKILL itself at that point, which may
-        come before it ever answered: then only its start is waited for."""
-        env = {**self.env, "METERLINE_DATA_DIR": str(self.directory / f"data-{name}")}
-        command = {"simulator": "simulator", "ingress": "ingress", "consumer": "all-in-one"}[name]
+        come before it ever answered: then only its start is waited for. ``command`` runs
+        another meterline command under that name (``meterline consumer`` has no port and is
+        not waited for), ``data`` another service's data directory."""
+        env = {**self.env, "METERLINE_DATA_DIR": str(self.directory / f"data-{data or name}")}
+        command = (
+            command
+            or {
+                "simulator": "simulator",
+                "ingress": "ingress",
+                "consumer": "all-in-one",
+            }[name]
+        )
+        ports = [] if command == "consumer" else ["--port", str(self.ports[name])]
         module = "meterline.cli"
         if crash_at is not None:
             module = "tests.faults.crashing"
@@ -148,14 +171,14 @@ class Stack:
             )
             out.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", module, command, "--port", str(self.ports[name])],
+                [sys.executable, "-m", module, command, *ports],
                 env=env,
                 cwd=REPO,
                 stdout=out,
                 stderr=out,
             )
         self.processes[name] = process
-        if crash_at is None:
+        if crash_at is None and ports:
             wait_http(f"http://127.0.0.1:{self.ports[name]}/healthz", process, self.log(name))
 
     def kill(self, name: str) -> None:
@@ -297,8 +320,10 @@ class Traffic:
                     time.sleep(max(0.0, self._interval - (time.monotonic() - started)))
 
 
-def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random) -> Received:
-    """One request; the usage its response carried."""
+def request(
+    keys: dict[str, str], n: int, rng: random.Random
+) -> tuple[str, str, dict[str, Any], dict[str, str]]:
+    """Request ``n`` of the mix: its team, model, body and headers. Odd ones stream."""
     team = TEAMS[n % len(TEAMS)]
     model = MODELS[n % len(MODELS)]
     body: dict[str, Any] = {
@@ -308,20 +333,14 @@ def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random)
     }
     if n % 5 == 0:
         body["prompt_cache_key"] = "shared-prefix"
-    headers = {"Authorization": f"Bearer {keys[team]}", "ai-reporting-tags": f"feature:{n % 3}"}
-    usage: dict[str, Any] | None = None
     if n % 2:
         body |= {"stream": True, "stream_options": {"include_usage": True}}
-        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
-            assert response.status_code == 200, response.read()
-            for line in response.iter_lines():
-                if line.startswith("data: {"):
-                    usage = json.loads(line[6:]).get("usage") or usage
-    else:
-        response = client.post("/v1/chat/completions", json=body, headers=headers)
-        assert response.status_code == 200, response.text
-        usage = response.json()["usage"]
-    assert usage is not None
+    headers = {"Authorization": f"Bearer {keys[team]}", "ai-reporting-tags": f"feature:{n % 3}"}
+    return team, model, body, headers
+
+
+def received(team: str, model: str, usage: dict[str, Any]) -> Received:
+    """What a client received, from the Chat Completions usage of its answer."""
     details = usage.get("prompt_tokens_details") or {}
     completion = usage.get("completion_tokens_details") or {}
     return Received(
@@ -332,6 +351,24 @@ def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random)
         cached_input_tokens=details.get("cached_tokens") or 0,
         reasoning_tokens=completion.get("reasoning_tokens") or 0,
     )
+
+
+def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random) -> Received:
+    """One request; the usage its response carried."""
+    team, model, body, headers = request(keys, n, rng)
+    usage: dict[str, Any] | None = None
+    if body.get("stream"):
+        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+            assert response.status_code == 200, response.read()
+            for line in response.iter_lines():
+                if line.startswith("data: {"):
+                    usage = json.loads(line[6:]).get("usage") or usage
+    else:
+        response = client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        usage = response.json()["usage"]
+    assert usage is not None
+    return received(team, model, usage)
 
 
 @contextlib.contextmanager

@@ -124,8 +124,20 @@ class Pipeline:
                 for message in messages:
                     await self._accept(message)
                 await self._flush(only_ready=True)
+            log.info(
+                "stopping: writing and committing %d open batches (%d events)",
+                len(self._open),
+                sum(len(batch.rows) for batch in self._open.values()),
+            )
             await self._flush(only_ready=False)
             await self._drain()
+            log.info(
+                "stopped: %d events written in %d batches, %d dead-lettered, %d repeats dropped",
+                self.stats.events_written,
+                self.stats.batches_written,
+                self.stats.events_rejected,
+                self.stats.duplicates_dropped,
+            )
         finally:
             if self._writing is not None:
                 # Failing or cancelled: let the write under way end before the source goes.
