@@ -14,9 +14,10 @@ from fastapi import FastAPI
 from starlette.responses import Response
 
 from meterline.common.config import GatewayConfig, KeyRing
+from meterline.common.header_limit import HeaderSizeLimit
 from meterline.ingress.credentials import Credentials
 from meterline.ingress.deps import Gateway
-from meterline.ingress.errors import install_error_handlers
+from meterline.ingress.errors import install_error_handlers, refusal
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.providers.upstream import Upstream
@@ -92,6 +93,7 @@ def create_app(
         openapi_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(HeaderSizeLimit, refusal=refusal)
     app.include_router(chat_completions.router)
     app.include_router(responses.router)
     app.include_router(messages.router)

@@ -83,6 +83,14 @@ def is_anthropic_surface(request: Request) -> bool:
     return path == ANTHROPIC_SURFACE or path.startswith(ANTHROPIC_SURFACE + "/")
 
 
+def refusal(path: str, status: int, message: str) -> Response:
+    """An answer given before any route ran (see ``HeaderSizeLimit``), in the format of
+    the surface at ``path``."""
+    if path == ANTHROPIC_SURFACE or path.startswith(ANTHROPIC_SURFACE + "/"):
+        return anthropic_error_response(status, message)
+    return error_response(status, message, "invalid_request_error")
+
+
 class GatewayError(Exception):
     """An answer the gateway gives itself (not the provider's)."""
 

@@ -18,8 +18,9 @@ from fastapi.responses import JSONResponse
 
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig, KeyRing, load_config
+from meterline.common.header_limit import HeaderSizeLimit
 from meterline.query.cursor import CursorSigner
-from meterline.query.errors import install_error_handlers
+from meterline.query.errors import install_error_handlers, refusal
 from meterline.query.routes import generation, report
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
@@ -56,6 +57,7 @@ def create_app(
     secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
     app.state.cursors = CursorSigner(secret or secrets.token_bytes(32))
     install_error_handlers(app)
+    app.add_middleware(HeaderSizeLimit, refusal=refusal)
     app.include_router(report.router)
     app.include_router(generation.router)
 

@@ -133,6 +133,13 @@ async def _unexpected(request: Request, error: Exception) -> JSONResponse:
     return _response(QueryError("internal error; the query service log has the details"))
 
 
+def refusal(path: str, status: int, message: str) -> JSONResponse:
+    """An answer given before any route ran (see ``HeaderSizeLimit``)."""
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error"}}, status_code=status
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueryError, _query_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
