@@ -327,6 +327,7 @@ def prepare(directory: Path, events: int, raw_repeat: int) -> dict[str, Any]:
             rows = client.query(call.raw_sql).result_rows
             timings.append((time.perf_counter() - started) * 1000)
         raw[call.name] = {"ms": timings, "answer": normalise(call.fields, rows)}
+        raw[call.name]["engine"] = engine_only(client, call, raw_repeat * 4)
     return {
         "events": events,
         "team_events": team_events,
@@ -337,6 +338,28 @@ def prepare(directory: Path, events: int, raw_repeat: int) -> dict[str, Any]:
         "heavy_user": heavy_user,
         "raw": raw,
     }
+
+
+def engine_only(client: Any, call: Call, repeat: int) -> dict[str, Any]:
+    """The SQL the query service runs for ``call``, built by its own builder and run here
+    with its settings, without HTTP, FastAPI or JSON: what the engine alone costs, and how
+    many rollup rows it reads (the rows read explain most of a report's time)."""
+    from meterline.query.builders import build_report_query
+    from meterline.query.settings import QuerySettings
+
+    defaults = QuerySettings()
+    query = parse_report_query({k: [v] for k, v in call.params.items()}, defaults.max_limit)
+    fetch = query.limit + 1 if query.limit is not None else defaults.max_rows + 1
+    built = build_report_query(TEAM, query, limit=fetch)
+    settings = {"optimize_aggregation_in_order": 1}
+    timings = []
+    read_rows = 0
+    for _ in range(repeat):
+        started = time.perf_counter()
+        result = client.query(built.sql, parameters=built.parameters, settings=settings)
+        timings.append((time.perf_counter() - started) * 1000)
+        read_rows = int(result.summary.get("read_rows", 0))
+    return {"ms": [round(t, 2) for t in timings], "read_rows": read_rows}
 
 
 # ---------------------------------------------------------------------------------------
@@ -441,11 +464,26 @@ def measure(
                 "ratio_raw_to_p95": round(raw_ms / p95, 1),
                 "rows": len(answers[call.name]),
                 "source": choose_source(query).table,
+                "rollup_rows_read": raw.get("engine", {}).get("read_rows"),
+                "engine_p50_ms": (
+                    round(percentile(raw["engine"]["ms"], 50), 2) if "engine" in raw else None
+                ),
+                "engine_p95_ms": (
+                    round(percentile(raw["engine"]["ms"], 95), 2) if "engine" in raw else None
+                ),
                 "equal_to_raw": equal,
                 "query_peak_rss_mib": round(rss, 1),
             }
         )
     return results
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: bool) -> str:
@@ -454,9 +492,11 @@ def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: boo
             f"{r['events']:,}",
             r["description"],
             f"`{r['source']}`",
+            _count(r.get("rollup_rows_read")),
             r["rows"],
             f"{r['p50_ms']:.1f}",
             f"{r['p95_ms']:.1f}",
+            _ms(r.get("engine_p50_ms")),
             f"{r['raw_median_ms']:.0f}",
             f"{r['ratio_raw_to_p95']:.0f}×",
         )
@@ -467,9 +507,11 @@ def render(results: list[dict[str, Any]], runs: list[dict[str, Any]], quick: boo
             "raw events",
             "call (team acme)",
             "reads",
+            "rows read",
             "rows",
             "p50 ms",
             "p95 ms",
+            "engine alone p50 ms",
             "raw table ms",
             "raw / p95",
         ],

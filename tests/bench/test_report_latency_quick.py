@@ -32,6 +32,9 @@ def test_quick_run_writes_plausible_numbers_and_matches_the_raw_table(tmp_path: 
         assert r["requests"] >= 10
         assert 0 < r["p50_ms"] <= r["p95_ms"] < 10_000, r
         assert r["raw_median_ms"] > 0
+        # The service's own SQL, run without the service: it reads rows of a rollup.
+        assert r["rollup_rows_read"] > 0, r["call"]
+        assert 0 < r["engine_p50_ms"] <= r["engine_p95_ms"]
         assert r["query_peak_rss_mib"] > 50  # a Python web service with the engine loaded
     by_call = {r["call"]: r for r in results}
     assert by_call["hourly_one_day"]["rows"] == 24
