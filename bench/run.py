@@ -1,6 +1,7 @@
 """Run the benchmarks in sequence and splice their tables into BENCHMARKS.md.
 
     python -m bench.run [--quick] [--only NAME ...] [--out DIR] [--no-splice]
+    python -m bench.run --splice-existing [--only NAME ...]
 
 Each benchmark runs as its own process (``python -m bench.<module>``): the embedded
 ClickHouse allows one engine per process, and a fresh process gives each one a clean peak
@@ -52,10 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     splicing = parser.add_mutually_exclusive_group()
     splicing.add_argument("--splice", dest="splice", action="store_true", default=None)
     splicing.add_argument("--no-splice", dest="splice", action="store_false")
+    parser.add_argument(
+        "--splice-existing",
+        action="store_true",
+        help="run nothing: splice the results already in DIR (of a benchmark run by hand "
+        "with options of its own, say) into BENCHMARKS.md",
+    )
     args = parser.parse_args(argv)
     splice_results = not args.quick if args.splice is None else args.splice
 
     wanted = set(args.only or NAMES)
+    if args.splice_existing:
+        document = args.markdown.read_text()
+        for name in NAMES:
+            fragment = args.out / f"{name}.md"
+            if name in wanted and fragment.is_file():
+                document = splice(document, name, fragment.read_text())
+                print(f"spliced {fragment}", flush=True)
+        args.markdown.write_text(document)
+        return 0
     failed: list[str] = []
     for module, names in MODULES:
         if not wanted.intersection(names):
