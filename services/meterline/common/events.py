@@ -8,6 +8,7 @@ writes (``cache_creation_input_tokens``) included; ``output_tokens`` counts ever
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,12 @@ STATUSES: Final = frozenset({"success", "error", "client_disconnected"})
 MAX_TAGS: Final = 10
 MAX_TAG_LENGTH: Final = 64
 MAX_USER_LENGTH: Final = 256
+
+# What str(uuid.uuid4()) writes, which uuid.UUID accepts; any other spelling it accepts is
+# checked by uuid.UUID itself.
+_CANONICAL_UUID: Final = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+).fullmatch
 
 
 class EventValidationError(ValueError):
@@ -126,6 +133,36 @@ class UsageEvent:
 
     def validate(self) -> None:
         """Refuse events that would corrupt a report. Raises EventValidationError."""
+        # The consumer validates every event it reads, so the common case (all fine) is
+        # checked with as few Python operations as possible; any failure is then explained
+        # by the field-by-field checks below, in the same order and with the same messages.
+        tags = self.tags
+        cached = self.cached_input_tokens
+        written = self.cache_creation_input_tokens
+        if (
+            type(self.event_id) is str
+            and _CANONICAL_UUID(self.event_id) is not None
+            and self.team_id
+            and self.api_key_name
+            and self.model
+            and self.provider
+            and self.api_surface in API_SURFACES
+            and self.credential_type in CREDENTIAL_TYPES
+            and self.status in STATUSES
+            and self.started_at.tzinfo is not None
+            and self.duration_ms >= 0
+            and self.output_tokens >= self.reasoning_tokens >= 0
+            and 0 <= self.cache_creation_1h_input_tokens <= written
+            and cached >= 0
+            and cached + written <= self.input_tokens
+            and len(tags) <= MAX_TAGS
+            and all(1 <= len(tag) <= MAX_TAG_LENGTH for tag in tags)
+            and (self.user_id is None or len(self.user_id) <= MAX_USER_LENGTH)
+        ):
+            return
+        self._explain_invalid()
+
+    def _explain_invalid(self) -> None:
         try:
             uuid.UUID(self.event_id)
         except ValueError:
