@@ -39,7 +39,9 @@ WHOLE_ROLLUPS = (
     "usage_by_user_daily",
     "usage_by_user_model_daily",
 )
-ROLLUPS = (*WHOLE_ROLLUPS, "usage_by_tag_hourly", "usage_by_tag_daily")
+# The per-tag ones count a request once per tag.
+TAG_ROLLUPS = ("usage_by_tag_hourly", "usage_by_tag_daily", "usage_by_tag_model_daily")
+ROLLUPS = (*WHOLE_ROLLUPS, *TAG_ROLLUPS)
 TOKEN_METRICS = (
     "input_tokens",
     "output_tokens",
@@ -536,7 +538,7 @@ def test_the_rollups_equal_the_raw_table(clickhouse: Client) -> None:
         assert raw_sums(clickhouse, table) == raw, table
     # The per-tag rollups count a request once per tag: compare one tag with the raw rows
     # carrying it.
-    for table in ("usage_by_tag_hourly", "usage_by_tag_daily"):
+    for table in TAG_ROLLUPS:
         assert raw_sums(clickhouse, table, "WHERE tag = 'b'") == raw_sums(
             clickhouse, "usage_events", "WHERE has(tags, 'b')"
         )
@@ -550,7 +552,7 @@ def test_the_same_batch_three_times_counts_once_everywhere(clickhouse: Client) -
     assert sum(row[1] for row in raw) == len(EVENTS)
     for table in WHOLE_ROLLUPS:
         assert raw_sums(clickhouse, table) == raw, table
-    for table in ("usage_by_tag_hourly", "usage_by_tag_daily"):
+    for table in TAG_ROLLUPS:
         assert raw_sums(clickhouse, table, "WHERE tag = 'a'") == raw_sums(
             clickhouse, "usage_events", "WHERE has(tags, 'a')"
         ), table
@@ -588,28 +590,35 @@ def test_migrations_twice_change_nothing(clickhouse: Client) -> None:
         assert "non_replicated_deduplication_window" in create, table
 
 
-def test_the_lean_rollups_are_filled_from_events_inserted_before_their_migration(
-    clickhouse_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("number", "name"), [(6, "0006_usage_lean_rollups"), (7, "0007_usage_by_tag_model_daily")]
+)
+def test_later_rollups_are_filled_from_events_inserted_before_their_migration(
+    clickhouse_url: str, tmp_path: Path, number: int, name: str
 ) -> None:
-    """A warehouse that held events before 0006 gets the new rollups filled from
-    usage_hourly, then kept up by their views."""
+    """A warehouse that held events before a migration adding rollups gets them filled from
+    the rollups it had, then kept up by their views."""
     from meterline.common.migrations import migrations_dir
 
     earlier = tmp_path / "migrations"
     earlier.mkdir()
     for path in migrations_dir().iterdir():
-        if path.suffix == ".sql" and int(path.name[:4]) < 6:
+        if path.suffix == ".sql" and int(path.name[:4]) < number:
             (earlier / path.name).write_text(path.read_text())
     database = f"test_{uuid.uuid4().hex[:12]}"
     client = connect(clickhouse_url, database)
     try:
         migrate(client, earlier)
         insert(client, EVENTS[:120], "before")
-        assert "0006_usage_lean_rollups" in migrate(client)
+        assert name in migrate(client)
         insert(client, EVENTS[120:], "after")
         raw = raw_sums(client, "usage_events")
         assert sum(row[1] for row in raw) == len(EVENTS)
         for table in WHOLE_ROLLUPS:
             assert raw_sums(client, table) == raw, table
+        for table in TAG_ROLLUPS:
+            assert raw_sums(client, table, "WHERE tag = 'c'") == raw_sums(
+                client, "usage_events", "WHERE has(tags, 'c')"
+            ), table
     finally:
         client.command(f"DROP DATABASE IF EXISTS {database}")

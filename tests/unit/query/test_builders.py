@@ -95,7 +95,7 @@ def test_tags_by_day_without_user_or_tag_filters_read_the_per_tag_rollup() -> No
         "    tag AS g_tag,\n"
         "    toString(toMonday(day)) AS g_week,\n"
         f"{METRIC_SUMS}\n"
-        "FROM usage_by_tag_daily\n"
+        "FROM usage_by_tag_model_daily\n"
         "WHERE team_id = {team_id:String}\n"
         "  AND day >= {start_day:Date} AND day <= {end_day:Date}\n"
         "  AND model = {model:String}\n"
@@ -166,8 +166,11 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
         ({"group_by": ("day", "user"), "api_key_name": "prod"}, "usage_by_user_model_daily"),
         ({"group_by": ("user",), "tags": ("a",)}, "usage_daily"),
         ({"group_by": ("day", "user"), "date_part": "hour"}, "usage_hourly"),
-        ({"group_by": ("tag",)}, "usage_by_tag_daily"),
-        ({"group_by": ("tag",), "date_part": "hour"}, "usage_by_tag_daily"),  # no day grouping
+        ({"group_by": ("tag",)}, "usage_by_tag_model_daily"),
+        ({"group_by": ("tag", "model"), "provider": "openai"}, "usage_by_tag_model_daily"),
+        ({"group_by": ("tag",), "credential_type": "byok"}, "usage_by_tag_daily"),
+        ({"group_by": ("tag", "api_key_name")}, "usage_by_tag_daily"),
+        ({"group_by": ("tag",), "date_part": "hour"}, "usage_by_tag_model_daily"),  # no day
         ({"group_by": ("tag", "day"), "date_part": "hour"}, "usage_by_tag_hourly"),
         ({"group_by": ("tag",), "user_id": "u1"}, "usage_daily"),
         ({"group_by": ("tag", "user")}, "usage_daily"),

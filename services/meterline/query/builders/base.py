@@ -72,13 +72,23 @@ USAGE_HOURLY: Final = Source("usage_hourly", "hour", _EVERYTHING)
 USAGE_EVENTS: Final = Source("usage_events", "event", _EVERYTHING)
 TAG_DAILY: Final = Source("usage_by_tag_daily", "day", _MODEL | {"tag"})
 TAG_HOURLY: Final = Source("usage_by_tag_hourly", "hour", _MODEL | {"tag"})
+TAG_MODEL_DAILY: Final = Source(
+    "usage_by_tag_model_daily", "day", frozenset({"model", "provider", "tag"})
+)
 MODEL_DAILY: Final = Source("usage_by_model_daily", "day", _MODEL)
 MODEL_HOURLY: Final = Source("usage_by_model_hourly", "hour", _MODEL)
 USER_DAILY: Final = Source("usage_by_user_daily", "day", frozenset({"user_id"}))
 USER_MODEL_DAILY: Final = Source("usage_by_user_model_daily", "day", _MODEL | {"user_id"})
 
 # Smallest first (see the module docstring); the last of each answers every report.
-DAILY_SOURCES: Final = (MODEL_DAILY, USER_DAILY, USER_MODEL_DAILY, TAG_DAILY, USAGE_DAILY)
+DAILY_SOURCES: Final = (
+    MODEL_DAILY,
+    USER_DAILY,
+    USER_MODEL_DAILY,
+    TAG_MODEL_DAILY,
+    TAG_DAILY,
+    USAGE_DAILY,
+)
 HOURLY_SOURCES: Final = (MODEL_HOURLY, TAG_HOURLY, USAGE_HOURLY)
 
 # Sampling a zone's offset every six hours finds every offset period the tz database holds
