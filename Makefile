@@ -19,7 +19,8 @@ install: .venv/.installed ## install Python 3.11+ dependencies from uv.lock into
 .PHONY: run
 run: install ## run the embedded default (ingress + consumer + query on :8080, chDB in ./var)
 	$(UV) run meterline init --config meterline.toml
-	METERLINE_CONFIG_FILE=meterline.toml $(UV) run meterline all-in-one
+	METERLINE_CONFIG_FILE=meterline.toml METERLINE_SIMULATOR_KEY=$${METERLINE_SIMULATOR_KEY:-sk-simulator} \
+	  $(UV) run meterline all-in-one
 
 .PHONY: demo
 demo: install ## a few hundred requests through the embedded default, report printed and checked

@@ -188,11 +188,14 @@ wire = "anthropic"
 base_url = "https://api.anthropic.com/v1"
 api_key_env = "ANTHROPIC_API_KEY"
 
-# The bundled provider simulator (`meterline simulator`), priced as OpenAI.
+# The bundled provider simulator (`meterline simulator`), priced as OpenAI. Like a real
+# provider it refuses requests without a key: any non-empty METERLINE_SIMULATOR_KEY does
+# (`make run` sets one).
 [[providers]]
 slug = "simulator"
 wire = "openai"
 base_url = "{simulator}"
+api_key_env = "METERLINE_SIMULATOR_KEY"
 prices_as = "openai"
 
 [[teams]]

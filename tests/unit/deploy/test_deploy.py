@@ -28,7 +28,7 @@ from meterline.query.settings import QuerySettings
 REPO = Path(__file__).resolve().parents[3]
 DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "meterline"
-PROVIDER_KEY_VARIABLES = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY"}
+PROVIDER_KEY_VARIABLES = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "METERLINE_SIMULATOR_KEY"}
 """Named by the starter configuration's ``api_key_env``: read by the ingress, not settings."""
 CLICKHOUSE_CREDENTIALS = {"CLICKHOUSE_USER", "CLICKHOUSE_PASSWORD"}
 """The chart's building blocks of CLICKHOUSE_URL (Kubernetes' $(VAR) expansion)."""
