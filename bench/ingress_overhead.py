@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                 for target in targets.values():
                     best = 0.0
                     for rate in MAX_RATE_STEPS:
-                        summary = summarize(
-                            run_load(
+                        try:
+                            raw = run_load(
                                 target,
                                 rate=rate,
                                 duration=5,
@@ -275,7 +275,12 @@ def main(argv: list[str] | None = None) -> int:
                                 workdir=workdir,
                                 pids=pids,
                             )
-                        )
+                        except (RuntimeError, subprocess.TimeoutExpired) as error:
+                            # A rate the target cannot hold may wedge the run: that is the
+                            # answer to this search, not a reason to lose the others.
+                            print(f"{target.name} at {rate} req/s: {error}", flush=True)
+                            break
+                        summary = summarize(raw)
                         summary["target"] = target.name
                         print(json.dumps(summary), flush=True)
                         if not sustained(summary, args.max_p99_ms):

@@ -92,8 +92,8 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
 
-    async def request(self, raw: bytes) -> int:
-        """Send one request and wait for the whole answer; its status code."""
+    async def request(self, raw: bytes, timeout: float) -> int:
+        """Send one request and wait up to ``timeout`` s for the whole answer; its status."""
         assert self.transport is not None
         self._parser = httptools.HttpResponseParser(self)
         self.first_body_at = 0.0
@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
         waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
         self.transport.write(raw)
-        status = await asyncio.wait_for(waiter, REQUEST_TIMEOUT_S)
+        status = await asyncio.wait_for(waiter, max(timeout, 0.001))
         if not self._keep_alive:
             self.close()
         return status
@@ -170,10 +170,16 @@ class LoadGenerator:
     async def _one(self, index: int, due: float, results: Results | None) -> None:
         raw = self._requests[index % len(self._requests)]
         connection: _Connection | None = None
+        # The timeout runs from the due time, waiting for a free connection included: past
+        # a server's capacity the backlog grows without end, and a run must still end (by
+        # its duration plus REQUEST_TIMEOUT_S), counting what did not come back as errors.
+        deadline = due + REQUEST_TIMEOUT_S
         try:
-            connection = await self._acquire()
+            connection = await asyncio.wait_for(
+                self._acquire(), max(deadline - time.perf_counter(), 0.001)
+            )
             sent = time.perf_counter()
-            status = await connection.request(raw)
+            status = await connection.request(raw, deadline - sent)
         except (OSError, TimeoutError, httptools.HttpParserError) as error:
             if connection is not None:
                 connection.close()
