@@ -441,7 +441,7 @@ def summarize(
                 "events_per_second_min": min(rates),
                 "events_per_second_max": max(rates),
                 "share_of_engine_ceiling": round(median(rates) / ceiling_rate, 4),
-                "cpu_us_per_event_median": median([r["cpu_us_per_event"] for r in mine]),
+                "cpu_us_per_event_median": round(median([r["cpu_us_per_event"] for r in mine]), 1),
                 "peak_rss_mib_max": max(r["peak_rss_mib"] for r in mine),
                 "runs": mine,
             }
@@ -516,7 +516,7 @@ def stages_markdown(stages: list[dict[str, Any]]) -> str:
         f"CPU µs per event (median of {len(stages)}):\n\n"
         + markdown_table(
             ["step", "µs/event"],
-            [[label, median([s[key] for s in stages])] for key, label in keys],
+            [[label, f"{median([s[key] for s in stages]):.1f}"] for key, label in keys],
         )
     )
 
