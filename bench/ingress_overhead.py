@@ -356,6 +356,11 @@ def aggregate(runs: list[dict[str, Any]], target_names: list[str]) -> list[dict[
     return results
 
 
+def _sustained_text(rate: float) -> str:
+    """The highest rate held, or that not even the first step was."""
+    return f"{rate:g}" if rate else f"< {MAX_RATE_STEPS[0]}"
+
+
 def render(
     results: list[dict[str, Any]],
     max_rates: list[dict[str, Any]],
@@ -404,7 +409,7 @@ def render(
             f"{', '.join(str(r) for r in MAX_RATE_STEPS)} req/s:\n\n"
             + markdown_table(
                 ["target", "max sustained req/s"],
-                [[m["target"], f"{m['max_sustained_rate']:g}"] for m in max_rates],
+                [[m["target"], _sustained_text(m["max_sustained_rate"])] for m in max_rates],
             )
         )
     text.append(

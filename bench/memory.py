@@ -96,8 +96,13 @@ def from_ingress(document: dict[str, Any]) -> list[dict[str, Any]]:
     for name, rss in document["peak_rss_mib"].items():
         target = {"all-in-one": "all-in-one", "ingress": "ingress+kafka"}.get(name)
         extra = ""
-        if best and target in best:
-            extra = f"; rate search, up to {best[target]:g} req/s sustained"
+        if target in best:
+            held = best[target]
+            extra = (
+                f"; rate search, up to {held:g} req/s sustained"
+                if held
+                else "; rate search from 250 req/s (not sustained)"
+            )
         rows.append(_row(roles.get(name, name), load + extra, rss, document, "ingress_overhead"))
     return rows
 
