@@ -104,8 +104,13 @@ def _free_port() -> int:
 
 
 def _cluster_id() -> str:
-    # Kafka's own format: a random UUID as 22 characters of unpadded URL-safe base64.
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """Kafka's own format: a random UUID as 22 characters of unpadded URL-safe base64, never
+    starting with "-" (as Kafka's ``Uuid.randomUuid`` ensures): the storage tool would read
+    such an id as an option and refuse to format, one start in 64."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class LocalKafkaBroker:
