@@ -7,9 +7,8 @@ HTTP client to the providers."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
-import httpx
 from fastapi import FastAPI
 from starlette.responses import Response
 
@@ -25,27 +24,18 @@ from meterline.ingress.publisher import UsagePublisher, prometheus_text
 from meterline.ingress.routers import chat_completions, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
-from meterline.ingress.transport import AiohttpTransport
+from meterline.ingress.transport import ProviderClient
 
 DRAIN_WAIT_AT_SHUTDOWN_SECONDS = 5.0
 """How long a stopping ingress waits for abandoned streams to end (see ``Drains``): short,
 because the orchestrator's grace period also has to cover the publisher's flush."""
 
 
-def upstream_client(settings: IngressSettings) -> httpx.AsyncClient:
-    """One client for every provider: connections are pooled and kept alive, which is most
-    of the latency a gateway can save."""
-    return httpx.AsyncClient(
-        # aiohttp's pool under httpx's API: see transport.py for why.
-        transport=AiohttpTransport(
-            max_connections=settings.upstream_max_connections,
-            keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
-        ),
-        # The transport reads proxy variables itself; httpx would route around it.
-        trust_env=False,
-        # Redirects would resend a prompt (and a key) somewhere the configuration never
-        # named.
-        follow_redirects=False,
+def provider_client(settings: IngressSettings) -> ProviderClient:
+    """One client for every provider (see transport.py)."""
+    return ProviderClient(
+        max_connections=settings.upstream_max_connections,
+        keepalive_expiry=settings.upstream_keepalive_expiry_seconds,
     )
 
 
@@ -56,7 +46,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
         try:
-            async with upstream_client(settings) as client:
+            async with aclosing(provider_client(settings)) as client:
                 upstream = Upstream(client, settings, publisher)
                 credentials = Credentials(config)
                 app.state.gateway = Gateway(

@@ -1,16 +1,18 @@
-"""The upstream transport honours the proxy variables it read at start-up: through the
+"""The provider client honours the proxy variables it read at start-up: through the
 proxy by default, around it for the hosts ``NO_PROXY`` names."""
 
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 
-import httpx
+import aiohttp
 import pytest
+from yarl import URL
 
-from meterline.ingress.transport import AiohttpTransport
+from meterline.ingress.transport import ProviderClient
 
 
 @asynccontextmanager
@@ -44,10 +46,13 @@ async def recording_server(name: bytes) -> AsyncIterator[tuple[int, list[bytes]]
 
 
 async def post(url: str) -> str:
-    transport = AiohttpTransport(max_connections=4, keepalive_expiry=5.0)
-    async with httpx.AsyncClient(transport=transport, trust_env=False) as client:
-        response = await client.post(url, content=b'{"model":"m"}')
-        return response.text
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aclosing(ProviderClient(max_connections=4, keepalive_expiry=5.0)) as client:
+        response = await client.post(URL(url), {}, b'{"model":"m"}', timeout)
+        try:
+            return (await response.read()).decode()
+        finally:
+            response.close()
 
 
 async def test_requests_go_through_the_proxy_the_environment_names(
@@ -77,3 +82,31 @@ async def test_hosts_in_no_proxy_are_reached_directly(monkeypatch: pytest.Monkey
     assert answers == ["provider", "provider"]
     assert provider_lines == [b"POST /v1/messages HTTP/1.1"] * 2
     assert proxy_lines == []
+
+
+async def test_a_compressed_answer_is_read_decompressed() -> None:
+    """Providers may gzip a whole answer; usage is read from the JSON inside."""
+    body = b'{"usage":{"prompt_tokens":3}}'
+    heads: list[bytes] = []
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        heads.append(head.lower())
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        packed = gzip.compress(body)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(packed), packed)
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        assert await post(f"http://127.0.0.1:{port}/v1/chat/completions") == body.decode()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert b"accept-encoding: gzip" in heads[0]

@@ -17,7 +17,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 from starlette.responses import Response
 
 from meterline.ingress.errors import error_body
@@ -245,7 +244,7 @@ class OpenAIWire:
         headers = {"content-type": "application/json"}
         if route.credential.api_key:
             headers["authorization"] = f"Bearer {route.credential.api_key}"
-        url: httpx.URL = self._upstream.endpoint(route.provider, path)
+        url = self._upstream.endpoint(route.provider, path)
         return await self._upstream.forward(
             route.provider, url, headers, dumps(body), record, dialect, scanner
         )

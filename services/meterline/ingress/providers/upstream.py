@@ -17,9 +17,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from functools import partial
 from typing import Any, Final, Protocol
 
+import aiohttp
 import anyio
-import httpx
 from starlette.responses import Response
+from yarl import URL
 
 from meterline.common.config import ProviderConfig
 from meterline.ingress.metering import (
@@ -31,6 +32,15 @@ from meterline.ingress.metering import (
 )
 from meterline.ingress.publisher import UsagePublisher
 from meterline.ingress.settings import IngressSettings
+from meterline.ingress.transport import (
+    ConnectionLost,
+    ConnectTimedOut,
+    ProviderClient,
+    ProviderResponse,
+    ReadTimedOut,
+    UpstreamError,
+    provider_timeout,
+)
 from meterline.ingress.usage import Usage
 
 log = logging.getLogger("meterline.ingress.upstream")
@@ -177,7 +187,7 @@ class SseRelay:
 
     def __init__(
         self,
-        response: httpx.Response,
+        response: ProviderResponse,
         record: RequestRecord,
         publisher: UsagePublisher,
         scanner: StreamScanner,
@@ -196,7 +206,7 @@ class SseRelay:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in self._response.chunks():
                 if not chunk:
                     continue
                 # Time to the first bytes of the answer: the provider sends its first
@@ -209,10 +219,10 @@ class SseRelay:
             if rest:
                 yield rest
             self._complete = True
-        except httpx.TransportError as error:
+        except UpstreamError as error:
             # Too late for a status code: the client gets an error event in the stream,
             # which the SDKs raise as an API error.
-            timed_out = isinstance(error, httpx.TimeoutException)
+            timed_out = isinstance(error, ReadTimedOut)
             self._transport_error = "upstream_timeout" if timed_out else "upstream_connection_error"
             message = "the provider stopped answering mid-stream"
             yield self._dialect.stream_error(message, self._transport_error)
@@ -235,12 +245,8 @@ class SseRelay:
     async def _drain_and_finish(self) -> None:
         try:
             with anyio.fail_after(self._drains.seconds):
-                # The response's own byte stream, not httpx's iterator: that one was
-                # consumed (or cancelled) by the relay; the transport's stream resumes
-                # where the relay stopped reading.
-                stream = self._response.stream
-                assert isinstance(stream, httpx.AsyncByteStream)
-                async for chunk in stream:
+                # Resumes where the relay, consumed or cancelled, stopped reading.
+                async for chunk in self._response.chunks():
                     if chunk:
                         self._scanner.feed(chunk)
             self._scanner.finish()
@@ -257,12 +263,7 @@ class SseRelay:
             await self._finish()
 
     async def _finish(self) -> None:
-        try:
-            # Shielded: this also runs in a task cancelled because the client went away.
-            with anyio.CancelScope(shield=True):
-                await self._response.aclose()
-        except Exception:
-            log.debug("closing the upstream stream failed", exc_info=True)
+        self._response.close()
         scanner = self._scanner
         error_type = self._transport_error or scanner.error_type
         if error_type is not None:
@@ -275,7 +276,7 @@ class SseRelay:
             self._publisher,
             self._record.event(
                 status=status,
-                http_status=self._response.status_code,
+                http_status=self._response.status,
                 usage=scanner.usage,
                 finish_reason=scanner.finish_reason,
                 error_type=error_type,
@@ -287,18 +288,18 @@ class Upstream:
     """Sends requests to providers through one shared, pooled client."""
 
     def __init__(
-        self, client: httpx.AsyncClient, settings: IngressSettings, publisher: UsagePublisher
+        self, client: ProviderClient, settings: IngressSettings, publisher: UsagePublisher
     ):
         self._client = client
         self._settings = settings
         self._publisher = publisher
         self.drains = Drains(settings.upstream_drain_after_disconnect_seconds)
-        self._endpoints: dict[tuple[str, str], tuple[httpx.URL, httpx.Timeout]] = {}
+        self._endpoints: dict[tuple[str, str], tuple[URL, aiohttp.ClientTimeout]] = {}
 
     async def forward(
         self,
         provider: ProviderConfig,
-        url: httpx.URL,
+        url: URL,
         headers: dict[str, str],
         content: bytes,
         record: RequestRecord,
@@ -317,18 +318,15 @@ class Upstream:
             headers["accept-encoding"] = "identity"
         else:
             headers["accept"] = "application/json"
-        request = self._client.build_request(
-            "POST", url, content=content, headers=headers, timeout=self.timeout(provider)
-        )
         slug = provider.slug
         try:
-            response = await self._client.send(request, stream=True)
-        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            response = await self._client.post(url, headers, content, self.timeout(provider))
+        except ConnectTimedOut:
             # Nothing reached the provider: nothing to bill, so no event either.
             return _unrecorded(
                 dialect, 504, f"provider {slug!r} could not be reached in time", "upstream_timeout"
             )
-        except httpx.ReadTimeout:
+        except ReadTimedOut:
             return self._failed(
                 record,
                 dialect,
@@ -336,7 +334,7 @@ class Upstream:
                 f"provider {slug!r} did not answer in time",
                 "upstream_timeout",
             )
-        except (httpx.ReadError, httpx.RemoteProtocolError):
+        except ConnectionLost:
             return self._failed(
                 record,
                 dialect,
@@ -344,7 +342,7 @@ class Upstream:
                 f"provider {slug!r} closed the connection",
                 "upstream_connection_error",
             )
-        except httpx.TransportError as error:
+        except UpstreamError as error:
             log.warning("provider %s unreachable: %r", slug, error)
             return _unrecorded(
                 dialect, 502, f"provider {slug!r} is unreachable", "upstream_unreachable"
@@ -357,13 +355,11 @@ class Upstream:
             # Tell a buffering reverse proxy (nginx) in front of the gateway to let each
             # event through at once.
             client_headers["x-accel-buffering"] = "no"
-            return MeteredStreamingResponse(
-                relay, response.status_code, client_headers, content_type
-            )
+            return MeteredStreamingResponse(relay, response.status, client_headers, content_type)
 
         try:
-            answer = await response.aread()
-        except httpx.TimeoutException:
+            answer = await response.read()
+        except ReadTimedOut:
             return self._failed(
                 record,
                 dialect,
@@ -371,7 +367,7 @@ class Upstream:
                 f"provider {slug!r} did not answer in time",
                 "upstream_timeout",
             )
-        except httpx.TransportError:
+        except UpstreamError:
             return self._failed(
                 record,
                 dialect,
@@ -380,9 +376,9 @@ class Upstream:
                 "upstream_connection_error",
             )
         finally:
-            await response.aclose()
+            response.close()
 
-        status = response.status_code
+        status = response.status
         if not response.is_success and not dialect.is_error(_json_object(answer)):
             # A proxy's HTML page or a bare text error: the SDKs want their own format.
             text = answer.decode(errors="replace").strip()[:1000]
@@ -405,7 +401,7 @@ class Upstream:
     async def passthrough(
         self,
         provider: ProviderConfig,
-        url: httpx.URL,
+        url: URL,
         headers: dict[str, str],
         content: bytes,
         dialect: Dialect,
@@ -415,32 +411,32 @@ class Upstream:
         headers["accept"] = "application/json"
         slug = provider.slug
         try:
-            response = await self._client.post(
-                url, content=content, headers=headers, timeout=self.timeout(provider)
-            )
-        except httpx.TimeoutException:
+            response = await self._client.post(url, headers, content, self.timeout(provider))
+            try:
+                answer = await response.read()
+            finally:
+                response.close()
+        except (ConnectTimedOut, ReadTimedOut):
             return _unrecorded(
                 dialect, 504, f"provider {slug!r} did not answer in time", "upstream_timeout"
             )
-        except httpx.TransportError as error:
+        except UpstreamError as error:
             log.warning("provider %s unreachable: %r", slug, error)
             return _unrecorded(
                 dialect, 502, f"provider {slug!r} is unreachable", "upstream_unreachable"
             )
-        answer = response.content
+        status = response.status
         if not response.is_success and not dialect.is_error(_json_object(answer)):
             text = answer.decode(errors="replace").strip()[:1000]
             answer = dialect.error_body(
-                response.status_code,
-                f"provider {slug!r} answered {response.status_code}: {text}",
-                f"http_{response.status_code}",
+                status, f"provider {slug!r} answered {status}: {text}", f"http_{status}"
             )
         headers_out = {
             name.decode(): value.decode("latin-1")
-            for name, value in response.headers.raw
+            for name, value in response.raw_headers
             if name.lower() in PASSED_THROUGH_HEADERS
         }
-        return Response(answer, response.status_code, headers_out, media_type="application/json")
+        return Response(answer, status, headers_out, media_type="application/json")
 
     def _answered(
         self,
@@ -485,27 +481,26 @@ class Upstream:
             ),
         )
 
-    def endpoint(self, provider: ProviderConfig, path: str) -> httpx.URL:
-        """``path`` under the provider's base URL, built once: httpx would parse a URL
+    def endpoint(self, provider: ProviderConfig, path: str) -> URL:
+        """``path`` under the provider's base URL, built once: aiohttp would parse a URL
         string again on every request."""
         return self._cached(provider, path)[0]
 
-    def timeout(self, provider: ProviderConfig) -> httpx.Timeout:
+    def timeout(self, provider: ProviderConfig) -> aiohttp.ClientTimeout:
         return self._cached(provider, "")[1]
 
-    def _cached(self, provider: ProviderConfig, path: str) -> tuple[httpx.URL, httpx.Timeout]:
+    def _cached(self, provider: ProviderConfig, path: str) -> tuple[URL, aiohttp.ClientTimeout]:
         key = (provider.slug, path)
         endpoint = self._endpoints.get(key)
         if endpoint is None:
             settings = self._settings
             read = settings.upstream_read_timeout_seconds or provider.timeout_seconds
-            timeout = httpx.Timeout(
+            timeout = provider_timeout(
                 connect=settings.upstream_connect_timeout_seconds,
-                read=read,
-                write=read,
                 pool=settings.upstream_pool_timeout_seconds,
+                read=read,
             )
-            url = httpx.URL(provider.base_url.rstrip("/") + path)
+            url = URL(provider.base_url.rstrip("/") + path)
             endpoint = self._endpoints[key] = (url, timeout)
         return endpoint
 
@@ -517,12 +512,14 @@ def _unrecorded(dialect: Dialect, status: int, message: str, code: str) -> Respo
     )
 
 
-def response_headers(response: httpx.Response, record: RequestRecord) -> tuple[str, dict[str, str]]:
-    """The provider's content type, and the headers the client gets. One pass over the raw
-    headers: each ``httpx.Headers.get`` walks and decodes all of them."""
+def response_headers(
+    response: ProviderResponse, record: RequestRecord
+) -> tuple[str, dict[str, str]]:
+    """The provider's content type, and the headers the client gets, in one pass over the
+    raw headers."""
     content_type = ""
     headers = {EVENT_ID_HEADER: record.event_id}
-    for name, value in response.headers.raw:
+    for name, value in response.raw_headers:
         lowered = name.lower()
         if lowered == b"content-type":
             content_type = value.decode("latin-1")
