@@ -272,8 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request at INFO: one line per proxied call would drown the service's
-    # own messages (and the demo's output).
+    # httpx logs every request at INFO: one line per report fetched or health check would
+    # drown the demo's output and the report client's.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
