@@ -326,6 +326,7 @@ FROM numbers({{events:UInt64}})
 def engine_ceiling_once(events: int) -> dict[str, Any]:
     from meterline.common.clickhouse import connect
     from meterline.common.migrations import migrate
+    from meterline.consumer.write import INSERT_SETTINGS
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
         client = connect(f"chdb://{directory}", "bench")
@@ -336,7 +337,7 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
             " AND engine = 'MaterializedView'",
         )
         started = time.perf_counter()
-        client.command(CEILING_INSERT, parameters={"events": events})
+        client.command(CEILING_INSERT, parameters={"events": events}, settings=INSERT_SETTINGS)
         seconds = time.perf_counter() - started
         rows = count(client, "SELECT count() FROM usage_events")
         hourly = count(client, "SELECT sum(request_count) FROM usage_hourly")
@@ -346,7 +347,7 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
         migrate(bare)
         drop_views(bare)
         started = time.perf_counter()
-        bare.command(CEILING_INSERT, parameters={"events": events})
+        bare.command(CEILING_INSERT, parameters={"events": events}, settings=INSERT_SETTINGS)
         raw_only_seconds = time.perf_counter() - started
         return {
             "events": events,
