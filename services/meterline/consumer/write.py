@@ -38,9 +38,14 @@ class Writer(Protocol):
 
 
 class ClickHouseWriter:
-    def __init__(self, client: Client, table: str = "usage_events"):
+    """``parallel_views=False`` feeds the views one after another: for a consumer that shares
+    its process and cores with the gateway (``meterline all-in-one``), where the engine's
+    extra threads lengthen the callers' tail latency more than they speed up the insert."""
+
+    def __init__(self, client: Client, table: str = "usage_events", *, parallel_views: bool = True):
         self._client = client
         self._table = table
+        self._settings = {**INSERT_SETTINGS, "parallel_view_processing": int(parallel_views)}
         # One insert at a time per client: clickhouse-connect clients are not meant for
         # concurrent use, and the embedded engine serialises anyway.
         self._lock = asyncio.Lock()
@@ -57,7 +62,7 @@ class ClickHouseWriter:
             rows,
             column_names=list(RAW_COLUMNS),
             settings={
-                **INSERT_SETTINGS,
+                **self._settings,
                 "insert_deduplication_token": deduplication_token,
                 "deduplicate_blocks_in_dependent_materialized_views": 1,
             },

@@ -97,10 +97,11 @@ def test_a_changed_migration_is_refused(clickhouse: Client, tmp_path: object) ->
     assert Migration(1, "x", "SELECT 1;\n-- c\nSELECT 2;").statements() == ["SELECT 1", "SELECT 2"]
 
 
+@pytest.mark.parametrize("parallel_views", [True, False])
 async def test_rollups_equal_the_raw_table_and_a_repeated_batch_counts_once(
-    clickhouse: Client,
+    clickhouse: Client, parallel_views: bool
 ) -> None:
-    writer = ClickHouseWriter(clickhouse)
+    writer = ClickHouseWriter(clickhouse, parallel_views=parallel_views)
     batch = rows(200, datetime(2026, 2, 27, 22, tzinfo=UTC))
     for _ in range(3):
         await writer.insert(batch, "usage-events/0/0-199")
