@@ -1,5 +1,5 @@
-"""The provider client honours the proxy variables it read at start-up: through the
-proxy by default, around it for the hosts ``NO_PROXY`` names."""
+"""The provider client honours the proxy variables it read at start-up (through the
+proxy by default, around it for the hosts ``NO_PROXY`` names) and reads compressed answers."""
 
 from __future__ import annotations
 
@@ -16,22 +16,25 @@ from meterline.ingress.transport import ProviderClient
 
 
 @asynccontextmanager
-async def recording_server(name: bytes) -> AsyncIterator[tuple[int, list[bytes]]]:
-    """A bare HTTP/1.1 server on loopback that keeps each request line and answers with
-    its own ``name``, so a test can tell which server a request reached and how."""
-    lines: list[bytes] = []
+async def recording_server(
+    body: bytes, headers: bytes = b""
+) -> AsyncIterator[tuple[int, list[bytes]]]:
+    """A bare HTTP/1.1 server on loopback that keeps each request's head (its first line is
+    the request line) and answers ``body`` with ``headers``: a server that answers with its
+    own name lets a test tell which server a request reached and how."""
+    heads: list[bytes] = []
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
-        lines.append(head.split(b"\r\n", 1)[0])
+        heads.append(head)
         length = 0
         for line in head.split(b"\r\n")[1:]:
             if line.lower().startswith(b"content-length:"):
                 length = int(line.split(b":", 1)[1])
         await reader.readexactly(length)
         writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
-            % (len(name), name)
+            b"HTTP/1.1 200 OK\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+            % (headers, len(body), body)
         )
         await writer.drain()
         writer.close()
@@ -39,10 +42,14 @@ async def recording_server(name: bytes) -> AsyncIterator[tuple[int, list[bytes]]
     server = await asyncio.start_server(answer, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        yield port, lines
+        yield port, heads
     finally:
         server.close()
         await server.wait_closed()
+
+
+def request_lines(heads: list[bytes]) -> list[bytes]:
+    return [head.split(b"\r\n", 1)[0] for head in heads]
 
 
 async def post(url: str) -> str:
@@ -58,7 +65,7 @@ async def post(url: str) -> str:
 async def test_requests_go_through_the_proxy_the_environment_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with recording_server(b"proxy") as (proxy_port, proxy_lines):
+    async with recording_server(b"proxy") as (proxy_port, proxy_heads):
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
@@ -66,13 +73,14 @@ async def test_requests_go_through_the_proxy_the_environment_names(
         answer = await post("http://provider.invalid:8080/v1/chat/completions")
     assert answer == "proxy"
     # A forward proxy is asked for the absolute URL.
+    proxy_lines = request_lines(proxy_heads)
     assert proxy_lines == [b"POST http://provider.invalid:8080/v1/chat/completions HTTP/1.1"]
 
 
 async def test_hosts_in_no_proxy_are_reached_directly(monkeypatch: pytest.MonkeyPatch) -> None:
     async with (
-        recording_server(b"proxy") as (proxy_port, proxy_lines),
-        recording_server(b"provider") as (provider_port, provider_lines),
+        recording_server(b"proxy") as (proxy_port, proxy_heads),
+        recording_server(b"provider") as (provider_port, provider_heads),
     ):
         monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy_port}")
         monkeypatch.setenv("NO_PROXY", "127.0.0.1")
@@ -80,6 +88,7 @@ async def test_hosts_in_no_proxy_are_reached_directly(monkeypatch: pytest.Monkey
         monkeypatch.delenv("no_proxy", raising=False)
         answers = [await post(f"http://127.0.0.1:{provider_port}/v1/messages") for _ in range(2)]
     assert answers == ["provider", "provider"]
+    provider_lines, proxy_lines = request_lines(provider_heads), request_lines(proxy_heads)
     assert provider_lines == [b"POST /v1/messages HTTP/1.1"] * 2
     assert proxy_lines == []
 
@@ -87,26 +96,7 @@ async def test_hosts_in_no_proxy_are_reached_directly(monkeypatch: pytest.Monkey
 async def test_a_compressed_answer_is_read_decompressed() -> None:
     """Providers may gzip a whole answer; usage is read from the JSON inside."""
     body = b'{"usage":{"prompt_tokens":3}}'
-    heads: list[bytes] = []
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        heads.append(head.lower())
-        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-        await reader.readexactly(length)
-        packed = gzip.compress(body)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
-            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(packed), packed)
-        )
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(answer, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
+    gzipped = b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+    async with recording_server(gzip.compress(body), gzipped) as (port, heads):
         assert await post(f"http://127.0.0.1:{port}/v1/chat/completions") == body.decode()
-    finally:
-        server.close()
-        await server.wait_closed()
-    assert b"accept-encoding: gzip" in heads[0]
+    assert b"accept-encoding: gzip" in heads[0].lower()
