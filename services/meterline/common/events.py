@@ -21,9 +21,13 @@ STATUSES: Final = frozenset({"success", "error", "client_disconnected"})
 MAX_TAGS: Final = 10
 MAX_TAG_LENGTH: Final = 64
 MAX_USER_LENGTH: Final = 256
+MAX_UINT32: Final = 2**32 - 1
+"""The raw table keeps durations in UInt32 milliseconds (about 49 days) and HTTP statuses
+in UInt16: an event outside them cannot be stored as it is."""
 
-# What str(uuid.uuid4()) writes, which uuid.UUID accepts; any other spelling it accepts is
-# checked by uuid.UUID itself.
+# What str(uuid.uuid4()) writes and the Avro uuid type specifies: 8-4-4-4-12 hex digits.
+# Other spellings uuid.UUID accepts (braces, "urn:uuid:", no hyphens) are refused, because
+# the warehouse's UUID column takes this one only.
 _CANONICAL_UUID: Final = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 ).fullmatch
@@ -150,7 +154,12 @@ class UsageEvent:
             and self.credential_type in CREDENTIAL_TYPES
             and self.status in STATUSES
             and self.started_at.tzinfo is not None
-            and self.duration_ms >= 0
+            and 0 <= self.duration_ms <= MAX_UINT32
+            and (
+                self.time_to_first_token_ms is None
+                or 0 <= self.time_to_first_token_ms <= MAX_UINT32
+            )
+            and 0 <= self.http_status <= 65535
             and self.output_tokens >= self.reasoning_tokens >= 0
             and 0 <= self.cache_creation_1h_input_tokens <= written
             and cached >= 0
@@ -163,10 +172,8 @@ class UsageEvent:
         self._explain_invalid()
 
     def _explain_invalid(self) -> None:
-        try:
-            uuid.UUID(self.event_id)
-        except ValueError:
-            raise EventValidationError(f"event_id is not a UUID: {self.event_id!r}") from None
+        if type(self.event_id) is not str or _CANONICAL_UUID(self.event_id) is None:
+            raise EventValidationError(f"event_id is not a UUID: {self.event_id!r}")
         for name in ("team_id", "api_key_name", "model", "provider"):
             if not getattr(self, name):
                 raise EventValidationError(f"{name} is empty")
@@ -193,6 +200,13 @@ class UsageEvent:
         ):
             if getattr(self, name) < 0:
                 raise EventValidationError(f"{name} is negative")
+        if self.duration_ms > MAX_UINT32:
+            raise EventValidationError(f"duration_ms exceeds {MAX_UINT32}")
+        ttft = self.time_to_first_token_ms
+        if ttft is not None and not 0 <= ttft <= MAX_UINT32:
+            raise EventValidationError(f"time_to_first_token_ms is not 0..{MAX_UINT32}")
+        if not 0 <= self.http_status <= 65535:
+            raise EventValidationError("http_status is not 0..65535")
         if self.cached_input_tokens + self.cache_creation_input_tokens > self.input_tokens:
             raise EventValidationError(
                 "cached_input_tokens + cache_creation_input_tokens exceed input_tokens"
