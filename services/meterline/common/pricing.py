@@ -10,9 +10,9 @@ A model with no known price yields ``None``, never a silent 0: the row is stored
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, Final, Protocol
+from typing import Any, Final, Literal, Protocol, TypeAlias
 
 from meterline.common.config import PriceOverride
 
@@ -46,6 +46,11 @@ class PriceSource(Protocol):
         """USD at list price, or None when the model's price is unknown."""
         ...
 
+    def market_rates(self, provider: str, model: str, at: datetime) -> MarketRates:
+        """The per-million rates ``market_cost`` applies at ``at``: "unknown" when it would
+        return None, "tiered" when the price depends on the request's size."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PerMillionRates:
@@ -73,6 +78,9 @@ class PerMillionRates:
         return micro / MILLION
 
 
+MarketRates: TypeAlias = "PerMillionRates | Literal['unknown', 'tiered']"
+
+
 def quantize_money(amount: Decimal) -> Decimal:
     return amount.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
@@ -93,16 +101,32 @@ class GenaiPrices:
     def market_cost(
         self, provider: str, model: str, at: datetime, tokens: TokenCounts
     ) -> Decimal | None:
-        key = (provider, model, int(at.timestamp()) // 3600)
-        if key not in self._resolved:
-            self._resolved[key] = self._resolve(provider, model, at)
-        resolved = self._resolved[key]
+        resolved = self._resolved_at(provider, model, at)
         if resolved is None:
             return None
         model_price, rates = resolved
         if rates is not None:
             return rates.cost(tokens)
         return Decimal(model_price.calc_price(_genai_usage(tokens))["total_price"])
+
+    def market_rates(self, provider: str, model: str, at: datetime) -> MarketRates:
+        resolved = self._resolved_at(provider, model, at)
+        if resolved is None:
+            return "unknown"
+        _, rates = resolved
+        return "tiered" if rates is None else rates
+
+    def _resolved_at(
+        self, provider: str, model: str, at: datetime
+    ) -> tuple[Any, PerMillionRates | None] | None:
+        # Resolved at the start of the hour, so that every event of an hour gets the same
+        # price whichever came first (genai-prices' price changes fall on day boundaries).
+        hour = int(at.timestamp()) // 3600
+        key = (provider, model, hour)
+        if key not in self._resolved:
+            start = datetime.fromtimestamp(hour * 3600, tz=at.tzinfo or UTC)
+            self._resolved[key] = self._resolve(provider, model, start)
+        return self._resolved[key]
 
     def _resolve(
         self, provider: str, model: str, at: datetime
@@ -173,6 +197,9 @@ class StaticPrices:
         rates = self._rates.get((provider, model))
         return None if rates is None else rates.cost(tokens)
 
+    def market_rates(self, provider: str, model: str, at: datetime) -> MarketRates:
+        return self._rates.get((provider, model), "unknown")
+
 
 def team_cost(
     market_cost: Decimal | None,
@@ -188,8 +215,39 @@ def team_cost(
         return market_cost
     if override.multiplier is not None:
         return None if market_cost is None else market_cost * override.multiplier
+    return _custom_rates(override).cost(tokens)
+
+
+NO_CHARGE: Final = PerMillionRates(ZERO, ZERO, ZERO, ZERO, ZERO)
+
+
+def team_rates(
+    market: PerMillionRates | None, credential_type: str, override: PriceOverride | None
+) -> PerMillionRates | None:
+    """``team_cost`` as rates, for a linear market price (``market`` None: unknown). With a
+    multiplier, ``team_cost`` scales the cost and this scales each rate: the same amount,
+    since Decimal multiplies exactly at these magnitudes."""
+    if credential_type == "byok":
+        return NO_CHARGE
+    if override is None:
+        return market
+    if override.multiplier is not None:
+        if market is None:
+            return None
+        m = override.multiplier
+        return PerMillionRates(
+            input=market.input * m,
+            output=market.output * m,
+            cache_read=market.cache_read * m,
+            cache_write=market.cache_write * m,
+            cache_write_1h=market.cache_write_1h * m,
+        )
+    return _custom_rates(override)
+
+
+def _custom_rates(override: PriceOverride) -> PerMillionRates:
     input_rate = override.input_per_mtok or ZERO
-    custom = PerMillionRates(
+    return PerMillionRates(
         input=input_rate,
         output=override.output_per_mtok or ZERO,
         cache_read=override.cache_read_per_mtok
@@ -202,4 +260,3 @@ def team_cost(
         if override.cache_write_per_mtok is not None
         else input_rate,
     )
-    return custom.cost(tokens)

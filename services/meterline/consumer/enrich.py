@@ -5,19 +5,47 @@ the team's override applies to system credentials only; BYOK costs the team noth
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
 from typing import Any, Final
 
 from meterline.common.config import GatewayConfig, PriceOverride
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import (
+    NO_CHARGE,
     ZERO,
+    PerMillionRates,
     PriceSource,
     TokenCounts,
     quantize_money,
     team_cost,
+    team_rates,
 )
 
 MAX_CACHED_DEALS: Final = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """The raw table's four price columns."""
+
+    market_cost: Decimal
+    total_cost: Decimal
+    price_known: bool
+    price_source: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRates:
+    """How every event of one (team, provider, model, hour, credential type) is priced,
+    when its price is linear in the tokens: the raw table's costs are ``market.cost`` and
+    ``charged.cost`` of the event's tokens, rounded to the money quantum."""
+
+    market: PerMillionRates
+    charged: PerMillionRates
+    price_known: bool
+    price_source: str
 
 
 class Enricher:
@@ -40,6 +68,45 @@ class Enricher:
             deal = self._deals[key] = (override, source)
         return deal
 
+    def costs(
+        self,
+        team_id: str,
+        provider: str,
+        model: str,
+        started_at: datetime,
+        credential_type: str,
+        tokens: TokenCounts,
+    ) -> Costs:
+        market = self._prices.market_cost(provider, model, started_at, tokens)
+        override, source = self._deal(team_id, provider, model)
+        charged = team_cost(market, tokens, credential_type, override)
+        price_known = market is not None and charged is not None
+        return Costs(
+            quantize_money(market) if market is not None else ZERO,
+            quantize_money(charged) if charged is not None else ZERO,
+            price_known,
+            source if price_known else "unknown",
+        )
+
+    def key_rates(
+        self, team_id: str, provider: str, model: str, hour: datetime, credential_type: str
+    ) -> KeyRates | None:
+        """The rates ``costs`` applies to every event of this key; None when the price is
+        not linear (long-context tiers), and each event must go through ``costs``."""
+        market = self._prices.market_rates(provider, model, hour)
+        if market == "tiered":
+            return None
+        known_market = None if market == "unknown" else market
+        override, source = self._deal(team_id, provider, model)
+        charged = team_rates(known_market, credential_type, override)
+        price_known = known_market is not None and charged is not None
+        return KeyRates(
+            known_market or NO_CHARGE,
+            charged or NO_CHARGE,
+            price_known,
+            source if price_known else "unknown",
+        )
+
     def row(self, event: UsageEvent) -> list[Any]:
         tokens = TokenCounts(
             input_tokens=event.input_tokens,
@@ -49,10 +116,14 @@ class Enricher:
             cache_creation_1h_input_tokens=event.cache_creation_1h_input_tokens,
             reasoning_tokens=event.reasoning_tokens,
         )
-        market = self._prices.market_cost(event.provider, event.model, event.started_at, tokens)
-        override, source = self._deal(event.team_id, event.provider, event.model)
-        charged = team_cost(market, tokens, event.credential_type, override)
-        price_known = market is not None and charged is not None
+        costs = self.costs(
+            event.team_id,
+            event.provider,
+            event.model,
+            event.started_at,
+            event.credential_type,
+            tokens,
+        )
         return [
             event.event_id,
             event.team_id,
@@ -78,9 +149,9 @@ class Enricher:
             event.cache_creation_input_tokens,
             event.cache_creation_1h_input_tokens,
             event.reasoning_tokens,
-            quantize_money(market) if market is not None else ZERO,
-            quantize_money(charged) if charged is not None else ZERO,
-            price_known,
-            source if price_known else "unknown",
+            costs.market_cost,
+            costs.total_cost,
+            costs.price_known,
+            costs.price_source,
             event.raw_usage,
         ]
