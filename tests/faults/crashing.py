@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from meterline.consumer.batch_log import ClickHouseBatchLog
+from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.source import KafkaSource
-from meterline.consumer.write import ClickHouseWriter
 
 POINTS = ("before_batch_log", "after_batch_log", "after_insert", "after_commit")
 
@@ -65,7 +65,7 @@ def install(point: str) -> None:
         _wrap(ClickHouseBatchLog, "record", before=False, counts=every)
     elif point == "after_insert":
         # An empty batch (all repeats or dead letters) is not inserted at all.
-        _wrap(ClickHouseWriter, "insert", before=False, counts=lambda args: bool(len(args[1])))
+        _wrap(EngineWriter, "write", before=False, counts=lambda args: bool(len(args[1])))
     elif point == "after_commit":
         _wrap(KafkaSource, "commit", before=False, counts=every)
     else:

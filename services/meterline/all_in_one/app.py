@@ -25,11 +25,11 @@ from meterline.common.migrations import migrate
 from meterline.common.pricing import GenaiPrices
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import DeadLetterSink, KafkaDeadLetter, MemoryDeadLetter
+from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource, KafkaSource, MessageSource
-from meterline.consumer.write import ClickHouseWriter
 from meterline.ingress.app import create_app as create_ingress_app
 from meterline.ingress.publisher import BusPublisher, UsagePublisher, kafka_publisher
 from meterline.ingress.settings import IngressSettings
@@ -134,14 +134,19 @@ class AllInOne:
         else:
             source = BusSource(self.bus)
             dead_letter = MemoryDeadLetter()
+        codec = UsageEventCodec()
         self.pipeline = Pipeline(
             source=source,
-            codec=UsageEventCodec(),
-            enricher=Enricher(GenaiPrices(self.config.price_aliases()), self.config),
-            # The views one after another: fed side by side they sped the insert up but,
-            # on the cores the gateway shares, tripled its p99 at 500 req/s (24-31 ms ->
-            # 76-110 ms, bench/ingress_overhead.py's load, interleaved runs).
-            writer=ClickHouseWriter(client, parallel_views=False),
+            codec=codec,
+            writer=EngineWriter(
+                client,
+                codec,
+                Enricher(GenaiPrices(self.config.price_aliases()), self.config),
+                # The views one after another: fed side by side they sped the insert up but,
+                # on the cores the gateway shares, tripled its p99 at 500 req/s (24-31 ms ->
+                # 76-110 ms, bench/ingress_overhead.py's load, interleaved runs).
+                parallel_views=False,
+            ),
             dead_letter=dead_letter,
             batch_log=ClickHouseBatchLog(client, settings.consumer_group),
             settings=settings,

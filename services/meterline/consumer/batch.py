@@ -1,4 +1,4 @@
-"""Step 3: rows gathered per partition until a batch is full or old enough.
+"""Step 4: messages gathered per partition until a batch is full or old enough.
 
 A batch covers one contiguous offset range of one partition, so its deduplication token
 (topic, partition, first and last offset) names exactly the messages inside it."""
@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+
+from meterline.common.bus import BusMessage
 
 
 @dataclass
@@ -18,16 +19,16 @@ class Batch:
     last_offset: int = -1
     planned_last: int | None = None
     """Set when the batch log recorded this batch before a crash: close exactly there."""
-    rows: list[list[Any]] = field(default_factory=list)
+    messages: list[BusMessage] = field(default_factory=list)
     event_ids: set[str] = field(default_factory=set)
     opened_at: float = field(default_factory=time.monotonic)
 
-    def add(self, offset: int, event_id: str | None, row: list[Any] | None) -> None:
-        """``row`` None: the message went to the dead-letter topic or was a repeat, but its
-        offset still belongs to this batch so that committing the batch moves past it."""
+    def add(self, offset: int, event_id: str | None, message: BusMessage | None) -> None:
+        """``message`` None: it went to the dead-letter topic or was a repeat, but its offset
+        still belongs to this batch so that committing the batch moves past it."""
         self.last_offset = offset
-        if row is not None and event_id is not None:
-            self.rows.append(row)
+        if message is not None and event_id is not None:
+            self.messages.append(message)
             self.event_ids.add(event_id)
 
     def holds(self, event_id: str) -> bool:

@@ -44,6 +44,16 @@ class CircuitBreaker:
                 f"(last reason: {reason}); stopping instead of dead-lettering the stream"
             )
 
+    def record_successes(self, count: int) -> None:
+        """``record(False)`` ``count`` times, as for a batch written whole."""
+        window = self._outcomes.maxlen or 0
+        if count >= window:
+            self._outcomes.extend([False] * window)
+            self._failures = 0
+            return
+        for _ in range(count):
+            self.record(False)
+
 
 class KafkaDeadLetter:
     """Produces to the dead-letter topic: same key, original bytes, the reason and the

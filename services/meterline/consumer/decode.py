@@ -12,6 +12,7 @@ import fastavro
 from meterline.common.bus import BusMessage
 from meterline.common.codec import HEADER_LENGTH, MARKER, DecodeError, UsageEventCodec
 from meterline.common.events import EventValidationError, UsageEvent
+from meterline.consumer.avro_block import event_id_in_place
 
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -44,6 +45,15 @@ class Decoder:
         newest = codec.reader_schema
         self._fingerprint = newest.fingerprint
         self._plain_schema = fastavro.parse_schema(_without_logical_types(newest.parsed))
+
+    def event_id(self, message: BusMessage) -> str | Rejected:
+        """The message's event id: read from its bytes when it has the newest schema (nearly
+        always), else by decoding it, which rejects a message that is no usage event."""
+        event_id = event_id_in_place(message.value, MARKER + self._fingerprint)
+        if event_id is not None:
+            return event_id
+        result = self.decode(message)
+        return result if isinstance(result, Rejected) else result.event_id
 
     def decode(self, message: BusMessage) -> UsageEvent | Rejected:
         data = message.value

@@ -13,11 +13,11 @@ from meterline.common.migrations import migrate
 from meterline.common.pricing import GenaiPrices
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import KafkaDeadLetter
+from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource
-from meterline.consumer.write import ClickHouseWriter
 
 
 async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
@@ -28,6 +28,7 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
     migrate(client)
     dead_letter = KafkaDeadLetter(settings.kafka_bootstrap_servers, settings.dead_letter_topic)
     await dead_letter.start()
+    codec = UsageEventCodec()
     try:
         pipeline = Pipeline(
             source=KafkaSource(
@@ -36,9 +37,10 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
                 settings.consumer_group,
                 settings.kafka_session_timeout_ms,
             ),
-            codec=UsageEventCodec(),
-            enricher=Enricher(GenaiPrices(config.price_aliases()), config),
-            writer=ClickHouseWriter(client),
+            codec=codec,
+            writer=EngineWriter(
+                client, codec, Enricher(GenaiPrices(config.price_aliases()), config)
+            ),
             dead_letter=dead_letter,
             batch_log=ClickHouseBatchLog(client, settings.consumer_group),
             settings=settings,

@@ -3,20 +3,22 @@
 Steps, in order, for every message:
 
 1. ``source``      poll a batch of messages (Kafka consumer group, or the in-process bus)
-2. ``decode``      Avro single-object bytes -> validated UsageEvent, or a rejection
+2. ``decode``      read the event id (in place for the newest schema; a message that is no
+                   usage event is rejected here)
    ``dedupe``      drop an event id seen recently (a producer-side repeat)
-3. ``enrich``      price it (market cost, team cost, credential type) -> raw-table row
-4. ``batch``       gather rows per partition until ``max_batch_rows`` or ``max_batch_seconds``
-                   (or, re-reading after a crash, exactly where the batch log says)
-5. ``dead_letter`` rejected messages -> dead-letter topic, with a circuit breaker
-6. ``batch_log``   record the batch's offset range, before the insert
-7. ``write``       insert the batch into ClickHouse with its deduplication token
-8. commit          the batch's offsets, only after the insert returned
+3. ``batch``       gather messages per partition until ``max_batch_rows`` or
+                   ``max_batch_seconds`` (or, re-reading after a crash, exactly where the
+                   batch log says)
+4. ``batch_log``   record the batch's offset range, before the insert
+5. ``write``       decode, validate and price the batch and insert it into ClickHouse with its
+                   deduplication token (``engine_write``: inside the engine; or in Python)
+6. ``dead_letter`` rejected messages -> dead-letter topic, with a circuit breaker
+7. commit          the batch's offsets, only after the insert returned
 
 Delivery guarantee: at-least-once from Kafka, each event counted once in the rollups.
 What a crash between two steps leads to:
 
-- before the batch log (steps 1-5): nothing was committed or written; the messages are
+- before the batch log (steps 1-3): nothing was committed or written; the messages are
   read again and batched afresh.
 - after the batch log, before or during the insert: the messages are read again, cut at
   the recorded range, and inserted with the token of that range (for the first time, or
@@ -25,7 +27,7 @@ What a crash between two steps leads to:
   the raw table and every rollup (``deduplicate_blocks_in_dependent_materialized_views``).
 - after the commit: nothing is read again.
 - producer-side repeats (the ingress re-sending an event it was not sure Kafka had) carry
-  the same event id at other offsets: the enrich step drops ids it has seen recently.
+  the same event id at other offsets: the dedupe step drops ids it has seen recently.
 - dead letters are flushed before the commit, so a rejected message is never lost.
 
 Warehouse outages: a failed batch-log read or write or insert is retried with backoff (up
@@ -42,7 +44,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from meterline.common.bus import BusMessage
 from meterline.common.codec import UsageEventCodec
@@ -51,10 +52,9 @@ from meterline.consumer.batch_log import BatchLog
 from meterline.consumer.dead_letter import CircuitBreaker, DeadLetterSink
 from meterline.consumer.decode import Decoder, Rejected
 from meterline.consumer.dedupe import RecentIds
-from meterline.consumer.enrich import Enricher
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import MessageSource
-from meterline.consumer.write import Writer
+from meterline.consumer.write import BatchWriter
 
 log = logging.getLogger("meterline.consumer")
 
@@ -76,15 +76,13 @@ class Pipeline:
         self,
         source: MessageSource,
         codec: UsageEventCodec,
-        enricher: Enricher,
-        writer: Writer,
+        writer: BatchWriter,
         dead_letter: DeadLetterSink,
         batch_log: BatchLog,
         settings: ConsumerSettings,
     ):
         self._source = source
         self._decoder = Decoder(codec)
-        self._enricher = enricher
         self._writer = writer
         self._dead_letter = dead_letter
         self._batch_log = batch_log
@@ -127,7 +125,7 @@ class Pipeline:
             log.info(
                 "stopping: writing and committing %d open batches (%d events)",
                 len(self._open),
-                sum(len(batch.rows) for batch in self._open.values()),
+                sum(len(batch.messages) for batch in self._open.values()),
             )
             await self._flush(only_ready=False)
             await self._drain()
@@ -154,32 +152,25 @@ class Pipeline:
         if batch is None:
             batch = self._open[key] = await self._open_batch(message)
         self._next_offset[key] = message.offset + 1
-        event_id, row = await self._row(message, batch)
-        batch.add(message.offset, event_id, row)
+        event_id = self._decoder.event_id(message)
+        if isinstance(event_id, Rejected):
+            await self._reject(event_id)
+            batch.add(message.offset, None, None)
+        elif self._is_repeat(event_id, batch):
+            self.stats.duplicates_dropped += 1
+            batch.add(message.offset, event_id, None)
+        else:
+            batch.add(message.offset, event_id, message)
         if batch.is_full(self._settings.max_batch_rows):
             await self._write_and_commit(self._open.pop(key))
 
-    async def _row(self, message: BusMessage, batch: Batch) -> tuple[str | None, list[Any] | None]:
-        """The message's event id and row; no row when it was dead-lettered or is a repeat."""
-        result = self._decoder.decode(message)
-        if isinstance(result, Rejected):
-            await self._reject(result)
-            return None, None
-        self._breaker.record(False)
+    def _is_repeat(self, event_id: str, batch: Batch) -> bool:
         writing = self._writing_batch
-        if (
-            result.event_id in self._recent_ids
-            or batch.holds(result.event_id)
-            or (writing is not None and writing.holds(result.event_id))
-        ):
-            self.stats.duplicates_dropped += 1
-            return result.event_id, None
-        try:
-            return result.event_id, self._enricher.row(result)
-        except Exception as error:  # a pricing bug must not stop the stream: dead-letter it
-            log.exception("enriching event %s failed", result.event_id)
-            await self._reject(Rejected(message, f"enrich failed: {error}"))
-            return None, None
+        return (
+            event_id in self._recent_ids
+            or batch.holds(event_id)
+            or (writing is not None and writing.holds(event_id))
+        )
 
     async def _open_batch(self, message: BusMessage) -> Batch:
         key = (message.topic, message.partition)
@@ -223,7 +214,7 @@ class Pipeline:
 
     async def _write_and_commit(self, batch: Batch) -> None:
         """Hand the batch to the writer and go on reading: the insert runs in a thread,
-        mostly inside ClickHouse, while this one decodes and prices the next batch. Only one
+        mostly inside ClickHouse, while this one reads the next batch. Only one
         batch is written at a time, so offsets are committed in order and at most two
         batches are in memory, whatever the warehouse does."""
         await self._drain()
@@ -249,10 +240,19 @@ class Pipeline:
                     batch.topic, batch.partition, batch.first_offset, batch.last_offset
                 ),
             )
-        await self._retry(
-            f"inserting batch {batch.deduplication_token}",
-            lambda: self._writer.insert(batch.rows, batch.deduplication_token),
-        )
+        rejected: list[Rejected] = []
+
+        async def write() -> None:
+            rejected[:] = await self._writer.write(batch.messages, batch.deduplication_token)
+
+        await self._retry(f"inserting batch {batch.deduplication_token}", write)
+        for each in rejected:
+            event_id = self._decoder.event_id(each.message)
+            if isinstance(event_id, str):
+                batch.event_ids.discard(event_id)
+            await self._reject(each)
+        self._breaker.record_successes(len(batch.messages) - len(rejected))
+        await self._dead_letter.flush()
         self._recent_ids.remember(batch.event_ids)
         try:
             await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
@@ -264,7 +264,7 @@ class Pipeline:
             # Stopping the consumer here would only stop the counting.
             log.warning("committing %s failed (%r); carrying on", batch.deduplication_token, error)
         self.stats.batches_written += 1
-        self.stats.events_written += len(batch.rows)
+        self.stats.events_written += len(batch.messages) - len(rejected)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Retry a warehouse write with backoff until it succeeds.

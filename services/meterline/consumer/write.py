@@ -1,5 +1,10 @@
-"""Step 4: insert a batch into the raw table; the materialized views feed the rollups in
-the same insert.
+"""Step 7: a batch's messages become rows of the raw table; the materialized views feed
+the rollups in the same insert.
+
+``BatchWriter`` is the step as the pipeline sees it: messages in, the rejected ones out.
+Two ways to do it: ``PythonBatchWriter`` decodes and prices every message in Python and
+inserts the rows through a ``Writer``; ``EngineWriter`` (``engine_write.py``) has the
+warehouse engine decode and price the whole batch, several times faster.
 
 The insert carries a deduplication token made of the batch's partition and offset range:
 if the consumer dies after ClickHouse accepted the batch but before the offsets were
@@ -10,12 +15,19 @@ from every rollup (the tables keep a ``non_replicated_deduplication_window`` for
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 from clickhouse_connect.driver.client import Client
 
+from meterline.common.bus import BusMessage
 from meterline.common.clickhouse import RAW_COLUMNS
+from meterline.common.codec import UsageEventCodec
+from meterline.consumer.decode import Decoder, Rejected
+from meterline.consumer.enrich import Enricher
+
+log = logging.getLogger("meterline.consumer")
 
 INSERT_SETTINGS: Final[dict[str, Any]] = {
     # Return only when the data is written, so a commit after it is safe.
@@ -31,10 +43,58 @@ INSERT_SETTINGS: Final[dict[str, Any]] = {
 """How every batch is inserted (the engine-ceiling benchmark inserts the same way)."""
 
 
+class BatchWriter(Protocol):
+    async def write(
+        self, messages: Sequence[BusMessage], deduplication_token: str
+    ) -> list[Rejected]:
+        """Decode, validate, price and insert the messages; return the ones that cannot
+        become rows, with the reason. Return only once the rows are durable; raise on any
+        failure, having written nothing (a retry with the same token is then safe)."""
+        ...
+
+
 class Writer(Protocol):
     async def insert(self, rows: Sequence[list[Any]], deduplication_token: str) -> None:
         """Return only once the rows are durable; raise on any failure."""
         ...
+
+
+def python_rows(
+    decoder: Decoder, enricher: Enricher, messages: Sequence[BusMessage]
+) -> tuple[list[list[Any]], list[Rejected]]:
+    """The raw-table rows of the messages, decoded and priced in Python."""
+    rows: list[list[Any]] = []
+    rejected: list[Rejected] = []
+    for message in messages:
+        result = decoder.decode(message)
+        if isinstance(result, Rejected):
+            rejected.append(result)
+            continue
+        try:
+            rows.append(enricher.row(result))
+        except Exception as error:  # a pricing bug must not stop the stream: dead-letter it
+            log.exception("enriching event %s failed", result.event_id)
+            rejected.append(Rejected(message, f"enrich failed: {error}"))
+    return rows, rejected
+
+
+class PythonBatchWriter:
+    """Decodes and prices in Python (in a thread, so a large batch does not stall the event
+    loop), then inserts the rows through ``writer``."""
+
+    def __init__(self, codec: UsageEventCodec, enricher: Enricher, writer: Writer):
+        self._decoder = Decoder(codec)
+        self._enricher = enricher
+        self._writer = writer
+
+    async def write(
+        self, messages: Sequence[BusMessage], deduplication_token: str
+    ) -> list[Rejected]:
+        rows, rejected = await asyncio.to_thread(
+            python_rows, self._decoder, self._enricher, messages
+        )
+        await self._writer.insert(rows, deduplication_token)
+        return rejected
 
 
 class ClickHouseWriter:
@@ -54,9 +114,12 @@ class ClickHouseWriter:
         if not rows:
             return
         async with self._lock:
-            await asyncio.to_thread(self._insert, rows, deduplication_token)
+            await asyncio.to_thread(self.insert_now, rows, deduplication_token)
 
-    def _insert(self, rows: Sequence[list[Any]], deduplication_token: str) -> None:
+    def insert_now(self, rows: Sequence[list[Any]], deduplication_token: str) -> None:
+        """``insert`` for a caller already in a worker thread, holding the client."""
+        if not rows:
+            return
         self._client.insert(
             self._table,
             rows,

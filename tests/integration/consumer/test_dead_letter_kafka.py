@@ -19,11 +19,11 @@ from meterline.common.events import UsageEvent
 from meterline.common.pricing import StaticPrices
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, KafkaDeadLetter
+from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource
-from meterline.consumer.write import ClickHouseWriter
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
@@ -59,8 +59,9 @@ def pipeline(
     return Pipeline(
         source=KafkaSource(bootstrap, topic, group),
         codec=CODEC,
-        enricher=Enricher(StaticPrices({}), GatewayConfig(teams=[TeamConfig(id="acme")])),
-        writer=ClickHouseWriter(client),
+        writer=EngineWriter(
+            client, CODEC, Enricher(StaticPrices({}), GatewayConfig(teams=[TeamConfig(id="acme")]))
+        ),
         dead_letter=dead_letter,
         batch_log=ClickHouseBatchLog(client, group),
         settings=settings,

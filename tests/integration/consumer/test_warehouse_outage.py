@@ -24,11 +24,11 @@ from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.pricing import PerMillionRates, StaticPrices, TokenCounts
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import MemoryDeadLetter
+from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource
-from meterline.consumer.write import ClickHouseWriter
 from tests.unit.consumer.test_pipeline import event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
@@ -65,6 +65,10 @@ class FlakyClickHouse:
     def insert(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse()
         return self._client.insert(*args, **kwargs)
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        self._refuse()
+        return self._client.raw_insert(*args, **kwargs)
 
     def query(self, *args: Any, **kwargs: Any) -> Any:
         self._refuse()
@@ -140,8 +144,11 @@ async def test_a_warehouse_outage_pauses_the_consumer_and_it_resumes_with_every_
     pipeline = Pipeline(
         source=source,
         codec=codec,
-        enricher=Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG),
-        writer=ClickHouseWriter(flaky),  # type: ignore[arg-type]
+        writer=EngineWriter(
+            flaky,  # type: ignore[arg-type]
+            codec,
+            Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG),
+        ),
         dead_letter=MemoryDeadLetter(),
         batch_log=ClickHouseBatchLog(flaky, group),  # type: ignore[arg-type]
         settings=ConsumerSettings(

@@ -18,7 +18,7 @@ from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource
-from meterline.consumer.write import MemoryWriter
+from meterline.consumer.write import MemoryWriter, PythonBatchWriter
 
 RATES = PerMillionRates(
     input=Decimal("2"),
@@ -80,11 +80,13 @@ def build(
     log: MemoryBatchLog | None = None,
     **kw: object,
 ) -> Pipeline:
+    codec = UsageEventCodec()
     return Pipeline(
         source=BusSource(bus),
-        codec=UsageEventCodec(),
-        enricher=Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG),
-        writer=writer,
+        codec=codec,
+        writer=PythonBatchWriter(
+            codec, Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG), writer
+        ),
         dead_letter=dlq,
         batch_log=log or MemoryBatchLog(),
         settings=settings(**kw),

@@ -1,0 +1,460 @@
+"""Steps 2, 3 and 7 inside the warehouse engine: a batch's messages go to ClickHouse as one
+Avro container, and the engine decodes, checks, prices and inserts them.
+
+Python's share per message is a header check and a slice (``avro_block.py``); per batch, it
+prices each (team, provider, model, hour, credential type) the batch holds, once. The
+statements, per batch, all on the writer's own client session:
+
+1. the container goes into ``usage_events_incoming``, a temporary table: it lives in this
+   session only, so no one else (no analyst, no other consumer) ever sees it;
+2. one query counts what arrived and lists the rows that fail the event's checks (those of
+   ``UsageEvent.validate``); Python decodes each one listed, for its reason, and it goes to
+   the dead-letter topic;
+3. the distinct price keys are read and priced in Python (``Enricher.key_rates``) into
+   ``usage_events_incoming_prices``; the events of keys with tiered prices are priced one
+   by one in Python (``Enricher.costs``) into ``usage_events_incoming_costs``;
+4. one ``INSERT … SELECT`` joins each row to its price and writes the raw table (and,
+   through the views, the rollups) with the batch's deduplication token.
+
+The engine path takes only batches it writes exactly as Python would (a test compares the
+two row by row): when the two disagree (a row the checks refuse and Python accepts, a
+container that does not read back whole) the batch goes through ``python_rows`` instead."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from clickhouse_connect.driver.client import Client
+
+from meterline.common.bus import BusMessage
+from meterline.common.clickhouse import RAW_COLUMNS, quote_identifier
+from meterline.common.codec import UsageEventCodec
+from meterline.common.events import (
+    API_SURFACES,
+    CREDENTIAL_TYPES,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_UINT32,
+    MAX_USER_LENGTH,
+    STATUSES,
+)
+from meterline.common.pricing import TokenCounts
+from meterline.consumer.avro_block import OFFSET_FIELD, AvroBatches
+from meterline.consumer.decode import EPOCH, Decoder, Rejected
+from meterline.consumer.enrich import Enricher, KeyRates
+from meterline.consumer.write import INSERT_SETTINGS, ClickHouseWriter, python_rows
+
+log = logging.getLogger("meterline.consumer")
+
+INCOMING: Final = "usage_events_incoming"
+PRICES: Final = "usage_events_incoming_prices"
+COSTS: Final = "usage_events_incoming_costs"
+
+RATE_SCALE: Final = 40
+"""Decimal places of the per-token rates: exact for any per-million rate with up to 34
+(genai-prices' have at most a handful), so the engine's sum is exact and rounds once."""
+
+MAX_TOKENS: Final = 10**15
+"""Token counts above this go through Python: the engine's rate arithmetic is 76 digits
+wide, and no request comes near it."""
+
+_LATEST_STARTED_AT_MICROS: Final = (datetime(2262, 1, 1, tzinfo=UTC) - EPOCH) // timedelta(
+    microseconds=1
+)
+
+_AVRO_TYPES: Final = {
+    "string": "String",
+    "long": "Int64",
+    "int": "Int32",
+    "boolean": "Bool",
+    "float": "Float32",
+    "double": "Float64",
+}
+
+
+def column_type(avro_type: Any) -> str:
+    """The staging column for an Avro type, as the engine's Avro reader maps it."""
+    if isinstance(avro_type, str):
+        return _AVRO_TYPES[avro_type]
+    if isinstance(avro_type, list):
+        (other,) = [t for t in avro_type if t != "null"]
+        return f"Nullable({column_type(other)})"
+    if avro_type["type"] == "array":
+        return f"Array({column_type(avro_type['items'])})"
+    if avro_type["type"] == "fixed":
+        return f"FixedString({avro_type['size']})"
+    raise ValueError(f"no column for the Avro type {avro_type!r}")
+
+
+def _sql_set(values: frozenset[str]) -> str:
+    return ", ".join(f"'{value}'" for value in sorted(values))
+
+
+_UUID_PATTERN: Final = "^" + "-".join(f"[0-9a-fA-F]{{{n}}}" for n in (8, 4, 4, 4, 12)) + "$"
+_UTF8_COLUMNS: Final = ("team_id", "api_key_name", "model_requested", "model", "provider")
+
+
+# UsageEvent.validate, in SQL, plus what Python's decoding checks on its own (valid UTF-8)
+# and what the raw table's columns hold. A row it refuses is decoded again by Python, which
+# has the last word.
+VALID_EVENT: Final = f"""
+    match(event_id, '{_UUID_PATTERN}')
+    AND team_id != '' AND api_key_name != '' AND model != '' AND provider != ''
+    AND api_surface IN ({_sql_set(API_SURFACES)})
+    AND credential_type IN ({_sql_set(CREDENTIAL_TYPES)})
+    AND status IN ({_sql_set(STATUSES)})
+    AND {" AND ".join(f"isValidUTF8({column})" for column in _UTF8_COLUMNS)}
+    AND isValidUTF8(raw_usage)
+    AND (user_id IS NULL OR (isValidUTF8(user_id) AND lengthUTF8(user_id) <= {MAX_USER_LENGTH}))
+    AND (finish_reason IS NULL OR isValidUTF8(finish_reason))
+    AND (error_type IS NULL OR isValidUTF8(error_type))
+    AND length(tags) <= {MAX_TAGS}
+    AND arrayAll(t -> isValidUTF8(t) AND lengthUTF8(t) BETWEEN 1 AND {MAX_TAG_LENGTH}, tags)
+    AND started_at BETWEEN 0 AND {_LATEST_STARTED_AT_MICROS}
+    AND duration_ms BETWEEN 0 AND {MAX_UINT32}
+    AND (time_to_first_token_ms IS NULL OR time_to_first_token_ms BETWEEN 0 AND {MAX_UINT32})
+    AND http_status BETWEEN 0 AND 65535
+    AND reasoning_tokens >= 0 AND output_tokens >= reasoning_tokens
+    AND cache_creation_1h_input_tokens >= 0
+    AND cache_creation_1h_input_tokens <= cache_creation_input_tokens
+    AND cached_input_tokens >= 0
+    AND toInt128(cached_input_tokens) + cache_creation_input_tokens <= input_tokens
+    AND input_tokens <= {MAX_TOKENS} AND output_tokens <= {MAX_TOKENS}
+"""
+
+_OFFSET: Final = f"reinterpretAsUInt64({OFFSET_FIELD})"
+_HOUR: Final = "intDiv(started_at, 3600000000)"
+_RATE: Final = f"Decimal(76, {RATE_SCALE})"
+_KINDS: Final = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
+
+PRICES_TABLE: Final = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {PRICES}
+(
+    team_id String, provider String, model String, hour Int64, credential_type String,
+    per_event Bool,
+    {", ".join(f"market_{kind} {_RATE}" for kind in _KINDS)},
+    {", ".join(f"charged_{kind} {_RATE}" for kind in _KINDS)},
+    price_known Bool, price_source String
+) ENGINE = Memory
+"""
+
+COSTS_TABLE: Final = f"""
+CREATE TEMPORARY TABLE IF NOT EXISTS {COSTS}
+(
+    offset UInt64, market_cost Decimal(38, 12), total_cost Decimal(38, 12),
+    price_known Bool, price_source String
+) ENGINE = Memory
+"""
+
+
+def _cost(side: str) -> str:
+    """USD for one row at the key's ``side`` (market or charged) per-token rates, rounded
+    half to even to the money quantum, as ``quantize_money`` does."""
+    return f"""CAST(roundBankers(
+            (input_tokens - cached_input_tokens - cache_creation_input_tokens) * p.{side}_input
+            + cached_input_tokens * p.{side}_cache_read
+            + (cache_creation_input_tokens - cache_creation_1h_input_tokens) * p.{side}_cache_write
+            + cache_creation_1h_input_tokens * p.{side}_cache_write_1h
+            + output_tokens * p.{side}_output, 12) AS Decimal(38, 12))"""
+
+
+# The row the Python path builds (Enricher.row), column for column.
+_SELECT_ROW: Final = {
+    "event_id": "toUUID(event_id)",
+    "team_id": "team_id",
+    "api_key_name": "api_key_name",
+    "api_surface": "api_surface",
+    # Milliseconds, truncated, as clickhouse-connect writes a datetime to DateTime64(3).
+    "started_at": "fromUnixTimestamp64Milli(intDiv(started_at, 1000), 'UTC')",
+    "duration_ms": "duration_ms",
+    "time_to_first_token_ms": "time_to_first_token_ms",
+    "user_id": "ifNull(user_id, '')",
+    "tags": "arraySort(arrayDistinct(tags))",
+    "model_requested": "model_requested",
+    "model": "model",
+    "provider": "provider",
+    "credential_type": "credential_type",
+    "streamed": "streamed",
+    "status": "status",
+    "http_status": "http_status",
+    "finish_reason": "ifNull(finish_reason, '')",
+    "error_type": "ifNull(error_type, '')",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cached_input_tokens": "cached_input_tokens",
+    "cache_creation_input_tokens": "cache_creation_input_tokens",
+    "cache_creation_1h_input_tokens": "cache_creation_1h_input_tokens",
+    "reasoning_tokens": "reasoning_tokens",
+    "market_cost": f"if(p.per_event, c.market_cost, {_cost('market')})",
+    "total_cost": f"if(p.per_event, c.total_cost, {_cost('charged')})",
+    "price_known": "if(p.per_event, c.price_known, p.price_known)",
+    "price_source": "if(p.per_event, c.price_source, p.price_source)",
+    "raw_usage": "raw_usage",
+}
+assert tuple(_SELECT_ROW) == RAW_COLUMNS
+
+
+def insert_select(table: str) -> str:
+    columns = ", ".join(RAW_COLUMNS)
+    expressions = ",\n    ".join(_SELECT_ROW.values())
+    # ORDER BY: one sorted stream makes one block per batch, the same block on every retry,
+    # which is what lets the deduplication token recognise a retried batch.
+    return f"""
+INSERT INTO {quote_identifier(table)} ({columns})
+SELECT
+    {expressions}
+FROM
+(
+    SELECT *, {_OFFSET} AS offset, {_HOUR} AS hour
+    FROM {INCOMING}
+    WHERE NOT has({{rejected:Array(UInt64)}}, offset)
+) AS i
+LEFT JOIN {PRICES} AS p USING (team_id, provider, model, hour, credential_type)
+LEFT JOIN {COSTS} AS c USING (offset)
+ORDER BY offset
+"""
+
+
+class ContainerUnreadable(Exception):
+    """The engine refused the container, or did not read back every record of it."""
+
+
+class EngineWriter:
+    """The ``BatchWriter`` the services use. ``parallel_views`` as in ``ClickHouseWriter``."""
+
+    def __init__(
+        self,
+        client: Client,
+        codec: UsageEventCodec,
+        enricher: Enricher,
+        table: str = "usage_events",
+        *,
+        parallel_views: bool = True,
+    ):
+        if codec.writer_version != codec.reader_schema.version:
+            raise ValueError("the engine writer re-encodes with the newest schema")
+        self._client = client
+        self._codec = codec
+        self._decoder = Decoder(codec)
+        self._enricher = enricher
+        self._batches = AvroBatches(codec.reader_schema)
+        self._rows = ClickHouseWriter(client, table, parallel_views=parallel_views)
+        self._insert_select = insert_select(table)
+        self._settings = {**INSERT_SETTINGS, "parallel_view_processing": int(parallel_views)}
+        columns = ", ".join(
+            f"{quote_identifier(field['name'])} {column_type(field['type'])}"
+            for field in self._batches.fields
+        )
+        self._incoming_table = (
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {INCOMING} ({columns}) ENGINE = Memory"
+        )
+        self._incoming_columns = [field["name"] for field in self._batches.fields]
+        self._lock = asyncio.Lock()
+        self.fallbacks = 0
+        """Batches that went through Python instead (see the module's doc)."""
+
+    def event_id(self, message: BusMessage) -> str | None:
+        """The message's event id, read without decoding; None: decode it to know."""
+        return self._batches.event_id(message.value)
+
+    async def write(
+        self, messages: Sequence[BusMessage], deduplication_token: str
+    ) -> list[Rejected]:
+        async with self._lock:
+            return await asyncio.to_thread(self._write, messages, deduplication_token)
+
+    def _write(self, messages: Sequence[BusMessage], token: str) -> list[Rejected]:
+        rejected: list[Rejected] = []
+        records: list[tuple[int, bytes | memoryview]] = []
+        for message in messages:
+            if self._batches.event_id(message.value) is not None:
+                records.append((message.offset, self._batches.body(message.value)))
+                continue
+            # Another schema version (or not a usage event): Python reads it, and the engine
+            # gets it re-encoded with the newest schema.
+            result = self._decoder.decode(message)
+            if isinstance(result, Rejected):
+                rejected.append(result)
+            else:
+                records.append((message.offset, self._batches.body(self._codec.encode(result))))
+        if not records:
+            return rejected
+        by_offset = {message.offset: message for message in messages}
+        self._reset()
+        try:
+            flagged = self._stage(records)
+        except ContainerUnreadable as error:
+            records, corrupt = self._drop_corrupt(records, by_offset)
+            if not corrupt:
+                raise RuntimeError(f"the engine could not read batch {token}: {error}") from error
+            rejected += corrupt
+            self._reset()
+            flagged = self._stage(records)
+        excluded = []
+        for offset in flagged:
+            result = self._decoder.decode(by_offset[offset])
+            if not isinstance(result, Rejected):
+                log.warning(
+                    "event at offset %d passes Python's checks but not the engine's: "
+                    "batch %s goes through Python",
+                    offset,
+                    token,
+                )
+                return self._write_in_python(messages, token)
+            rejected.append(result)
+            excluded.append(offset)
+        if len(excluded) < len(records):
+            self._price(excluded)
+            self._client.command(
+                self._insert_select,
+                parameters={"rejected": excluded},
+                settings={
+                    **self._settings,
+                    "insert_deduplication_token": token,
+                    "deduplicate_blocks_in_dependent_materialized_views": 1,
+                },
+            )
+        return rejected
+
+    def _write_in_python(self, messages: Sequence[BusMessage], token: str) -> list[Rejected]:
+        self.fallbacks += 1
+        rows, rejected = python_rows(self._decoder, self._enricher, messages)
+        self._rows.insert_now(rows, token)
+        return rejected
+
+    def _reset(self) -> None:
+        # IF NOT EXISTS every batch: a server ends an idle session, temporary tables and all.
+        for create in (self._incoming_table, PRICES_TABLE, COSTS_TABLE):
+            self._client.command(create)
+        for table in (INCOMING, PRICES, COSTS):
+            self._client.command(f"TRUNCATE TABLE {table}")
+
+    def _stage(self, records: Sequence[tuple[int, bytes | memoryview]]) -> list[int]:
+        """Load the container; return the offsets of the rows that fail the checks."""
+        try:
+            self._client.raw_insert(
+                INCOMING, self._incoming_columns, self._batches.container(records), fmt="Avro"
+            )
+        except Exception as error:
+            raise ContainerUnreadable(str(error)) from error
+        count, offset_sum, flagged = self._client.query(
+            f"SELECT count(), sum({_OFFSET}), groupArrayIf({_OFFSET}, NOT ({VALID_EVENT})) "
+            f"FROM {INCOMING}"
+        ).result_rows[0]
+        if count != len(records) or offset_sum != sum(offset for offset, _ in records):
+            raise ContainerUnreadable(
+                f"{count} rows read back from {len(records)} records, offsets differ"
+            )
+        return sorted(flagged)
+
+    def _drop_corrupt(
+        self,
+        records: Sequence[tuple[int, bytes | memoryview]],
+        by_offset: dict[int, BusMessage],
+    ) -> tuple[list[tuple[int, bytes | memoryview]], list[Rejected]]:
+        """Python decodes every record, to find the ones that spoiled the container."""
+        kept: list[tuple[int, bytes | memoryview]] = []
+        corrupt: list[Rejected] = []
+        for offset, body in records:
+            result = self._decoder.decode(by_offset[offset])
+            if isinstance(result, Rejected):
+                corrupt.append(result)
+            else:
+                kept.append((offset, body))
+        return kept, corrupt
+
+    def _price(self, excluded: Sequence[int]) -> None:
+        keys = self._client.query(
+            f"SELECT DISTINCT team_id, provider, model, {_HOUR}, credential_type FROM {INCOMING} "
+            f"WHERE NOT has({{rejected:Array(UInt64)}}, {_OFFSET})",
+            parameters={"rejected": list(excluded)},
+        ).result_rows
+        prices: list[list[Any]] = []
+        per_event = False
+        for team_id, provider, model, hour, credential_type in keys:
+            at = datetime.fromtimestamp(hour * 3600, tz=UTC)
+            rates = self._enricher.key_rates(team_id, provider, model, at, credential_type)
+            per_token = None if rates is None else _per_token(rates)
+            per_event |= per_token is None
+            prices.append(
+                [team_id, provider, model, hour, credential_type, per_token is None]
+                + (per_token or [Decimal(0)] * 10)
+                + [rates is not None and rates.price_known, rates.price_source if rates else ""]
+            )
+        self._client.insert(PRICES, prices, column_names=_PRICE_COLUMNS)
+        if per_event:
+            self._price_per_event(excluded)
+
+    def _price_per_event(self, excluded: Sequence[int]) -> None:
+        rows = self._client.query(
+            f"""
+            SELECT offset, team_id, provider, model, started_at, credential_type,
+                input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens,
+                cache_creation_1h_input_tokens, reasoning_tokens
+            FROM
+            (
+                SELECT *, {_OFFSET} AS offset, {_HOUR} AS hour
+                FROM {INCOMING}
+                WHERE NOT has({{rejected:Array(UInt64)}}, offset)
+            ) AS i
+            INNER JOIN {PRICES} AS p USING (team_id, provider, model, hour, credential_type)
+            WHERE p.per_event
+            """,
+            parameters={"rejected": list(excluded)},
+        ).result_rows
+        costs: list[list[Any]] = []
+        for offset, team_id, provider, model, started_at, credential_type, *tokens in rows:
+            priced = self._enricher.costs(
+                team_id,
+                provider,
+                model,
+                EPOCH + timedelta(microseconds=started_at),
+                credential_type,
+                TokenCounts(*tokens),
+            )
+            costs.append(
+                [
+                    offset,
+                    priced.market_cost,
+                    priced.total_cost,
+                    priced.price_known,
+                    priced.price_source,
+                ]
+            )
+        self._client.insert(COSTS, costs, column_names=_COST_COLUMNS)
+
+
+_PRICE_COLUMNS: Final = [
+    "team_id",
+    "provider",
+    "model",
+    "hour",
+    "credential_type",
+    "per_event",
+    *(f"market_{kind}" for kind in _KINDS),
+    *(f"charged_{kind}" for kind in _KINDS),
+    "price_known",
+    "price_source",
+]
+_COST_COLUMNS: Final = ["offset", "market_cost", "total_cost", "price_known", "price_source"]
+
+
+def _per_token(rates: KeyRates) -> list[Decimal] | None:
+    """The key's ten rates per token, in ``_PRICE_COLUMNS`` order; None when one does not
+    fit the engine's rate column exactly (the key's events are then priced one by one)."""
+    per_token: list[Decimal] = []
+    for side in (rates.market, rates.charged):
+        for kind in _KINDS:
+            rate: Decimal = getattr(side, kind).scaleb(-6)
+            exponent = rate.as_tuple().exponent
+            if not rate.is_finite() or not isinstance(exponent, int):
+                return None
+            if rate and (exponent < -RATE_SCALE or rate.adjusted() >= 76 - RATE_SCALE - 16):
+                return None
+            per_token.append(rate)
+    return per_token
