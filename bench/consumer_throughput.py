@@ -6,17 +6,21 @@ providers plus one unpriced, the three API surfaces, streamed and not, BYOK, err
 reads and writes, reasoning tokens, the provider's raw usage JSON) are encoded as the ingress
 encodes them and produced once to a one-partition topic of a real broker. Then, per batch
 size and repeat, a fresh process runs the consumer pipeline exactly as ``meterline consumer``
-assembles it (Kafka consumer group, decode, dedupe, price with genai-prices, batch log,
-insert into a fresh chDB warehouse with its materialized views, commit) from the start of
-the topic, and the clock runs from the first message fetched to the commit that covers the
-last one. Group join and engine start-up are outside the clock; they are paid once per
-process. The rows in ClickHouse are counted afterwards: a run that lost or doubled one
-fails.
+assembles it (Kafka consumer group, event ids read in place, dedupe, batch log, the batch
+decoded, checked and priced with genai-prices and inserted inside a fresh chDB warehouse with
+its materialized views, commit) from the start of the topic, and the clock runs from the
+first message fetched to the commit that covers the last one. Group join and engine
+start-up are outside the clock; they are paid once per process. The rows in ClickHouse are
+counted afterwards: a run that lost or doubled one fails.
 
 The engine ceiling is the same number of rows of the same shape produced by the engine
 itself (``INSERT INTO usage_events SELECT … FROM numbers(N)``, views attached), in a fresh
 process too, so "consumer / ceiling" is the share of the warehouse's speed the Python
 pipeline reaches.
+
+The stages table takes the steps apart, each alone in one process: reading the event ids,
+the engine path's whole write (``EngineWriter``), and for comparison the Python path's
+decode, price and insert (``PythonBatchWriter``, which the engine path falls back to).
 
     python -m bench.consumer_throughput [--quick] [--events N] [--batch-sizes 1000 5000 ...]
 """
@@ -216,10 +220,10 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
     from meterline.common.pricing import GenaiPrices
     from meterline.consumer.batch_log import ClickHouseBatchLog
     from meterline.consumer.dead_letter import KafkaDeadLetter
+    from meterline.consumer.engine_write import EngineWriter
     from meterline.consumer.enrich import Enricher
     from meterline.consumer.pipeline import Pipeline
     from meterline.consumer.settings import ConsumerSettings
-    from meterline.consumer.write import ClickHouseWriter
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
     settings = ConsumerSettings(max_batch_rows=batch_rows, consumer_group=group)
@@ -230,11 +234,13 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
         dead_letter = KafkaDeadLetter(bootstrap, f"{topic}-dead-letters")
         await dead_letter.start()
         source = timed_kafka_source(bootstrap, topic, group)
+        codec = UsageEventCodec()
         pipeline = Pipeline(
             source=source,
-            codec=UsageEventCodec(),
-            enricher=Enricher(GenaiPrices(config.price_aliases()), config),
-            writer=ClickHouseWriter(client),
+            codec=codec,
+            writer=EngineWriter(
+                client, codec, Enricher(GenaiPrices(config.price_aliases()), config)
+            ),
             dead_letter=dead_letter,
             batch_log=ClickHouseBatchLog(client, group),
             settings=settings,
@@ -371,13 +377,14 @@ def drop_views(client: Any) -> None:
 
 def stages_once(events: int, batch_rows: int = 20_000) -> dict[str, Any]:
     """CPU time per event of each step, alone, in one process: where the consumer's time
-    goes. The inserts are the writer's own (clickhouse-connect into chDB)."""
+    goes. The engine path's write, and the Python path's steps for comparison."""
     from meterline.common.bus import BusMessage
     from meterline.common.clickhouse import connect
     from meterline.common.codec import UsageEventCodec
     from meterline.common.migrations import migrate
     from meterline.common.pricing import GenaiPrices
     from meterline.consumer.decode import Decoder
+    from meterline.consumer.engine_write import EngineWriter
     from meterline.consumer.enrich import Enricher
     from meterline.consumer.write import ClickHouseWriter
 
@@ -392,12 +399,24 @@ def stages_once(events: int, batch_rows: int = 20_000) -> dict[str, Any]:
     result: dict[str, Any] = {"events": events, "batch_rows": batch_rows}
 
     started = cpu_seconds()
+    for message in messages:
+        decoder.event_id(message)
+    result["event_id_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 2)
+    started = cpu_seconds()
     decoded = [decoder.decode(m) for m in messages]
     result["decode_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
     started = cpu_seconds()
     rows = [enricher.row(e) for e in decoded]  # type: ignore[arg-type]
     result["price_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
     with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
+        client = connect(f"chdb://{directory}", "bench_engine")
+        migrate(client)
+        engine = EngineWriter(client, codec, Enricher(GenaiPrices(config.price_aliases()), config))
+        started, wall = cpu_seconds(), time.perf_counter()
+        for first in range(0, events, batch_rows):
+            asyncio.run(engine.write(messages[first : first + batch_rows], f"stages/{first}"))
+        result["engine_write_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
+        result["engine_write_wall_us"] = round((time.perf_counter() - wall) / events * 1e6, 1)
         for database, label in (("bench", "insert"), ("bench_raw_only", "insert_raw_only")):
             client = connect(f"chdb://{directory}", database)
             migrate(client)
@@ -506,11 +525,17 @@ def summarize(
 
 def stages_markdown(stages: list[dict[str, Any]]) -> str:
     keys = [
-        ("decode_cpu_us", "decode + validate"),
-        ("price_cpu_us", "price (genai-prices rates, team deal) + row"),
-        ("insert_cpu_us", "insert with the views (clickhouse-connect + engine)"),
-        ("insert_wall_us", "insert with the views, wall clock"),
-        ("insert_raw_only_cpu_us", "insert into the raw table alone"),
+        ("event_id_cpu_us", "read the event id in place (every message, for dedupe)"),
+        (
+            "engine_write_cpu_us",
+            "engine path: container, decode, check, price, insert with the views",
+        ),
+        ("engine_write_wall_us", "engine path, wall clock"),
+        ("decode_cpu_us", "Python path: decode + validate"),
+        ("price_cpu_us", "Python path: price (genai-prices rates, team deal) + row"),
+        ("insert_cpu_us", "Python path: insert with the views (clickhouse-connect + engine)"),
+        ("insert_wall_us", "Python path: insert with the views, wall clock"),
+        ("insert_raw_only_cpu_us", "Python path: insert into the raw table alone"),
     ]
     return (
         f"\nWhere the time goes: each step alone over {stages[0]['events']:,} events, "
