@@ -11,9 +11,11 @@ import math
 import os
 import platform
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -162,3 +164,24 @@ def write_results(
     path.write_text(json.dumps(document, indent=2, default=str) + "\n")
     (out / f"{name}.md").write_text(markdown.rstrip() + "\n")
     return path
+
+
+@contextlib.contextmanager
+def engine_directory(prefix: str = "meterline-bench-chdb-") -> Iterator[str]:
+    """A temporary directory for the embedded engine, removed afterwards. The engine may
+    still be finishing a merge in it when a benchmark is done (it lives until the process
+    ends), so the removal is retried for a few seconds before it gives up quietly."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    try:
+        yield directory
+    finally:
+        for _ in range(20):
+            try:
+                shutil.rmtree(directory)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.25)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -34,7 +34,6 @@ import random
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Sequence
@@ -46,6 +45,7 @@ from typing import Any
 from bench.common import (
     REPO,
     argument_parser,
+    engine_directory,
     kafka_bootstrap,
     markdown_table,
     median,
@@ -222,12 +222,13 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
     from meterline.consumer.dead_letter import KafkaDeadLetter
     from meterline.consumer.engine_write import EngineWriter
     from meterline.consumer.enrich import Enricher
+    from meterline.consumer.main import tune_garbage_collector
     from meterline.consumer.pipeline import Pipeline
     from meterline.consumer.settings import ConsumerSettings
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
     settings = ConsumerSettings(max_batch_rows=batch_rows, consumer_group=group)
-    with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
+    with engine_directory() as directory:
         client = connect(f"chdb://{directory}", "bench")
         migrate(client)
         config = gateway_config()
@@ -245,6 +246,7 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
             batch_log=ClickHouseBatchLog(client, group),
             settings=settings,
         )
+        tune_garbage_collector()
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
         cpu_before: float | None = None
@@ -334,7 +336,7 @@ def engine_ceiling_once(events: int) -> dict[str, Any]:
     from meterline.common.migrations import migrate
     from meterline.consumer.write import INSERT_SETTINGS
 
-    with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
+    with engine_directory() as directory:
         client = connect(f"chdb://{directory}", "bench")
         migrate(client)
         views = count(
@@ -414,7 +416,7 @@ def stages_once(events: int, batch_rows: int = 50_000) -> dict[str, Any]:
     started = cpu_seconds()
     rows = [enricher.row(e) for e in decoded]  # type: ignore[arg-type]
     result["price_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
-    with tempfile.TemporaryDirectory(prefix="meterline-bench-chdb-") as directory:
+    with engine_directory() as directory:
         client = connect(f"chdb://{directory}", "bench_engine")
         migrate(client)
         engine = EngineWriter(client, codec, Enricher(GenaiPrices(config.price_aliases()), config))
