@@ -225,7 +225,11 @@ class ContainerUnreadable(Exception):
 
 
 class EngineWriter:
-    """The ``BatchWriter`` the services use. ``parallel_views`` as in ``ClickHouseWriter``."""
+    """The ``BatchWriter`` the services use. ``parallel_views`` as in ``ClickHouseWriter``.
+
+    Its temporary tables live in the client's session: clickhouse-connect gives every
+    client one of its own by default (``autogenerate_session_id``), and the embedded engine
+    keeps one per client."""
 
     def __init__(
         self,

@@ -49,7 +49,7 @@ CONFIG = GatewayConfig(
 MODELS = [
     ("openai", "gpt-4o"),  # linear
     ("openai", "gpt-5-mini"),  # linear, three decimals
-    ("anthropic", "claude-sonnet-4-6"),  # linear, cache writes at two TTLs
+    ("anthropic", "claude-haiku-4-5"),  # linear, cache writes at two TTLs
     ("anthropic", "claude-sonnet-4-5"),  # tiered by prompt size: priced event by event
     ("google", "gemini-2.5-pro"),  # tiered
     ("openai", "house-model"),  # no market price

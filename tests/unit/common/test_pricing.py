@@ -10,7 +10,13 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from meterline.common.config import PriceOverride
-from meterline.common.pricing import GenaiPrices, TokenCounts, team_cost
+from meterline.common.pricing import (
+    GenaiPrices,
+    PerMillionRates,
+    TokenCounts,
+    team_cost,
+    team_rates,
+)
 
 WHEN = datetime(2026, 11, 1, 12, tzinfo=UTC)
 
@@ -105,3 +111,47 @@ def test_price_override_needs_exactly_one_kind() -> None:
         PriceOverride()
     with pytest.raises(ValueError):
         PriceOverride(multiplier=Decimal("1"), input_per_mtok=Decimal("1"))
+
+
+def test_market_rates_are_what_market_cost_applies() -> None:
+    prices = GenaiPrices()
+    at = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    tokens = TokenCounts(7_000, 900, 1_000, 2_000, 500)
+    rates = prices.market_rates("openai", "gpt-4o", at)
+    assert isinstance(rates, PerMillionRates)
+    assert rates.cost(tokens) == prices.market_cost("openai", "gpt-4o", at, tokens)
+    assert prices.market_rates("anthropic", "claude-sonnet-4-5", at) == "tiered"
+    assert prices.market_rates("openai", "no-such-model", at) == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("credential_type", "override"),
+    [
+        ("system", None),
+        ("byok", None),
+        ("byok", PriceOverride(multiplier=Decimal("0.8"))),
+        ("system", PriceOverride(multiplier=Decimal("0.85"))),
+        ("system", PriceOverride(input_per_mtok=Decimal("1.1"), output_per_mtok=Decimal("3"))),
+        (
+            "system",
+            PriceOverride(
+                input_per_mtok=Decimal("1.1"),
+                output_per_mtok=Decimal("3"),
+                cache_read_per_mtok=Decimal("0.11"),
+                cache_write_per_mtok=Decimal("1.375"),
+            ),
+        ),
+    ],
+)
+@pytest.mark.parametrize("market_known", [True, False])
+def test_team_rates_charge_what_team_cost_charges(
+    credential_type: str, override: PriceOverride | None, market_known: bool
+) -> None:
+    market = PerMillionRates(
+        Decimal("2.5"), Decimal("10"), Decimal("1.25"), Decimal("3.125"), Decimal("5")
+    )
+    tokens = TokenCounts(123_457, 8_765, 20_000, 3_000, 1_000, 400)
+    market_cost = market.cost(tokens) if market_known else None
+    rates = team_rates(market if market_known else None, credential_type, override)
+    expected = team_cost(market_cost, tokens, credential_type, override)
+    assert (None if rates is None else rates.cost(tokens)) == expected
