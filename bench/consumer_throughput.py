@@ -377,7 +377,7 @@ def drop_views(client: Any) -> None:
         client.command(f"DROP VIEW {name}")
 
 
-def stages_once(events: int, batch_rows: int = 50_000) -> dict[str, Any]:
+def stages_once(events: int, batch_rows: int = 100_000) -> dict[str, Any]:
     """CPU time per event of each step, alone, in one process: where the consumer's time
     goes. The engine path's write, and the Python path's steps for comparison."""
     from meterline.common.bus import BusMessage
@@ -627,7 +627,7 @@ def main(argv: list[str] | None = None) -> int:
             measured = child(["--child", "ceiling", "--events", str(events)])
             print(f"engine ceiling      : {measured['rows_per_second']:>8,} rows/s", flush=True)
             ceiling.append(measured)
-            stage = child(["--child", "stages", "--events", str(min(events, 100_000))])
+            stage = child(["--child", "stages", "--events", str(min(events, 200_000))])
             print(f"stages (CPU us/event): {stage}", flush=True)
             stages.append(stage)
     results, consumer_md, ceiling_md = summarize(runs, ceiling, params)
