@@ -199,6 +199,14 @@ _SELECT_ROW: Final = {
 assert tuple(_SELECT_ROW) == RAW_COLUMNS
 
 
+# The staged rows that were not rejected, with their offset and their price key's hour.
+_ACCEPTED: Final = f"""(
+    SELECT *, {_OFFSET} AS offset, {_HOUR} AS hour
+    FROM {INCOMING}
+    WHERE NOT has({{rejected:Array(UInt64)}}, offset)
+) AS i"""
+
+
 def insert_select(table: str) -> str:
     columns = ", ".join(RAW_COLUMNS)
     expressions = ",\n    ".join(_SELECT_ROW.values())
@@ -208,12 +216,7 @@ def insert_select(table: str) -> str:
 INSERT INTO {quote_identifier(table)} ({columns})
 SELECT
     {expressions}
-FROM
-(
-    SELECT *, {_OFFSET} AS offset, {_HOUR} AS hour
-    FROM {INCOMING}
-    WHERE NOT has({{rejected:Array(UInt64)}}, offset)
-) AS i
+FROM {_ACCEPTED}
 LEFT JOIN {PRICES} AS p USING (team_id, provider, model, hour, credential_type)
 LEFT JOIN {COSTS} AS c USING (offset)
 ORDER BY offset
@@ -374,8 +377,7 @@ class EngineWriter:
 
     def _price(self, excluded: Sequence[int]) -> None:
         keys = self._client.query(
-            f"SELECT DISTINCT team_id, provider, model, {_HOUR}, credential_type FROM {INCOMING} "
-            f"WHERE NOT has({{rejected:Array(UInt64)}}, {_OFFSET})",
+            f"SELECT DISTINCT team_id, provider, model, hour, credential_type FROM {_ACCEPTED}",
             parameters={"rejected": list(excluded)},
         ).result_rows
         prices: list[list[Any]] = []
@@ -400,12 +402,7 @@ class EngineWriter:
             SELECT offset, team_id, provider, model, started_at, credential_type,
                 input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens,
                 cache_creation_1h_input_tokens, reasoning_tokens
-            FROM
-            (
-                SELECT *, {_OFFSET} AS offset, {_HOUR} AS hour
-                FROM {INCOMING}
-                WHERE NOT has({{rejected:Array(UInt64)}}, offset)
-            ) AS i
+            FROM {_ACCEPTED}
             INNER JOIN {PRICES} AS p USING (team_id, provider, model, hour, credential_type)
             WHERE p.per_event
             """,
