@@ -265,10 +265,6 @@ class EngineWriter:
         self.fallbacks = 0
         """Batches that went through Python instead (see the module's doc)."""
 
-    def event_id(self, message: BusMessage) -> str | None:
-        """The message's event id, read without decoding; None: decode it to know."""
-        return self._batches.event_id(message.value)
-
     async def write(
         self, messages: Sequence[BusMessage], deduplication_token: str
     ) -> list[Rejected]:
@@ -293,15 +289,11 @@ class EngineWriter:
             return rejected
         by_offset = {message.offset: message for message in messages}
         self._reset()
-        try:
-            flagged = self._stage(records)
-        except ContainerUnreadable as error:
-            records, corrupt = self._drop_corrupt(records, by_offset)
-            if not corrupt:
-                raise RuntimeError(f"the engine could not read batch {token}: {error}") from error
-            rejected += corrupt
-            self._reset()
-            flagged = self._stage(records)
+        staged = self._stage_readable(records, by_offset, token)
+        if staged is None:
+            return self._write_in_python(messages, token)
+        records, flagged, corrupt = staged
+        rejected += corrupt
         excluded = []
         for offset in flagged:
             result = self._decoder.decode(by_offset[offset])
@@ -358,6 +350,32 @@ class EngineWriter:
                 f"{count} rows read back from {len(records)} records, offsets differ"
             )
         return sorted(flagged)
+
+    def _stage_readable(
+        self,
+        records: list[tuple[int, bytes | memoryview]],
+        by_offset: dict[int, BusMessage],
+        token: str,
+    ) -> tuple[list[tuple[int, bytes | memoryview]], list[int], list[Rejected]] | None:
+        """Stage the records: the records staged, the offsets failing the checks, and the
+        corrupt ones left out. A corrupt body spoils the whole container, so when the engine
+        cannot read it, the records Python finds corrupt are left out and the rest staged
+        again. None: the engine cannot read them even so."""
+        try:
+            return records, self._stage(records), []
+        except ContainerUnreadable as error:
+            unreadable = error
+        kept, corrupt = self._drop_corrupt(records, by_offset)
+        if corrupt:
+            self._reset()
+            try:
+                return kept, self._stage(kept), corrupt
+            except ContainerUnreadable as error:
+                unreadable = error
+        log.warning(
+            "the engine cannot read batch %s (%s): it goes through Python", token, unreadable
+        )
+        return None
 
     def _drop_corrupt(
         self,

@@ -21,7 +21,7 @@ from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import GenaiPrices
 from meterline.consumer.decode import Decoder, Rejected
-from meterline.consumer.engine_write import EngineWriter
+from meterline.consumer.engine_write import ContainerUnreadable, EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.write import ClickHouseWriter, PythonBatchWriter
 
@@ -196,6 +196,25 @@ async def test_a_batch_the_engine_cannot_vouch_for_goes_through_python_whole(
     assert engine.fallbacks == 1
     assert rows(clickhouse, "usage_events") == rows(clickhouse, "usage_events_python")
     assert len(rows(clickhouse, "usage_events")) == 20
+
+
+async def test_a_container_the_engine_cannot_read_goes_through_python_whole(
+    clickhouse: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = messages([CODEC.encode(e) for e in varied_events(30, seed=6)])
+    engine = EngineWriter(clickhouse, CODEC, Enricher(PRICES, CONFIG))
+    python = PythonBatchWriter(CODEC, Enricher(PRICES, CONFIG), python_table(clickhouse))
+
+    def unreadable(*args: object) -> list[int]:
+        raise ContainerUnreadable("the engine's Avro reader refused it")
+
+    monkeypatch.setattr(engine, "_stage", unreadable)
+    assert await engine.write(batch, "usage-events/0/0-29") == []
+    assert await python.write(batch, "usage-events/0/0-29") == []
+
+    assert engine.fallbacks == 1
+    assert rows(clickhouse, "usage_events") == rows(clickhouse, "usage_events_python")
+    assert len(rows(clickhouse, "usage_events")) == 30
 
 
 async def test_a_batch_written_again_with_its_token_counts_once(clickhouse: Client) -> None:
