@@ -1,4 +1,5 @@
-"""Step 1: bytes -> a validated UsageEvent, or the reason it cannot be one."""
+"""Step 2: a message's event id, and bytes -> a validated UsageEvent (or the reason it
+cannot be one) wherever Python decodes."""
 
 from __future__ import annotations
 

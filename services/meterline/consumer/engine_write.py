@@ -1,4 +1,4 @@
-"""Steps 2, 3 and 7 inside the warehouse engine: a batch's messages go to ClickHouse as one
+"""Step 5 inside the warehouse engine: a batch's messages go to ClickHouse as one
 Avro container, and the engine decodes, checks, prices and inserts them.
 
 Python's share per message is a header check and a slice (``avro_block.py``); per batch, it

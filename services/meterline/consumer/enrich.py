@@ -1,4 +1,5 @@
-"""Step 2: price the event and turn it into a raw-table row.
+"""Prices for step 5 (write): an event's price and its raw-table row, or the rates of every
+event of one price key.
 
 Prices come from a PriceSource at the time the request started (price history matters);
 the team's override applies to system credentials only; BYOK costs the team nothing."""

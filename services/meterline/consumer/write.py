@@ -1,4 +1,4 @@
-"""Step 7: a batch's messages become rows of the raw table; the materialized views feed
+"""Step 5: a batch's messages become rows of the raw table; the materialized views feed
 the rollups in the same insert.
 
 ``BatchWriter`` is the step as the pipeline sees it: messages in, the rejected ones out.
