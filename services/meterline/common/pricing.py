@@ -124,7 +124,7 @@ class GenaiPrices:
         hour = int(at.timestamp()) // 3600
         key = (provider, model, hour)
         if key not in self._resolved:
-            start = datetime.fromtimestamp(hour * 3600, tz=at.tzinfo or UTC)
+            start = datetime.fromtimestamp(hour * 3600, tz=UTC)
             self._resolved[key] = self._resolve(provider, model, start)
         return self._resolved[key]
 

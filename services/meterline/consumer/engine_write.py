@@ -47,7 +47,7 @@ from meterline.common.pricing import TokenCounts
 from meterline.consumer.avro_block import OFFSET_FIELD, AvroBatches
 from meterline.consumer.decode import EPOCH, Decoder, Rejected
 from meterline.consumer.enrich import Enricher, KeyRates
-from meterline.consumer.write import INSERT_SETTINGS, ClickHouseWriter, python_rows
+from meterline.consumer.write import ClickHouseWriter, python_rows
 
 log = logging.getLogger("meterline.consumer")
 
@@ -252,7 +252,6 @@ class EngineWriter:
         self._batches = AvroBatches(codec.reader_schema)
         self._rows = ClickHouseWriter(client, table, parallel_views=parallel_views)
         self._insert_select = insert_select(table)
-        self._settings = {**INSERT_SETTINGS, "parallel_view_processing": int(parallel_views)}
         columns = ", ".join(
             f"{quote_identifier(field['name'])} {column_type(field['type'])}"
             for field in self._batches.fields
@@ -312,11 +311,7 @@ class EngineWriter:
             self._client.command(
                 self._insert_select,
                 parameters={"rejected": excluded},
-                settings={
-                    **self._settings,
-                    "insert_deduplication_token": token,
-                    "deduplicate_blocks_in_dependent_materialized_views": 1,
-                },
+                settings=self._rows.batch_settings(token),
             )
         return rejected
 
@@ -463,6 +458,10 @@ _PRICE_COLUMNS: Final = [
 _COST_COLUMNS: Final = ["offset", "market_cost", "total_cost", "price_known", "price_source"]
 
 
+# Integer digits a per-token rate may have so that rate times MAX_TOKENS fits Decimal(76, 40).
+_RATE_INTEGER_DIGITS: Final = 76 - RATE_SCALE - len(str(MAX_TOKENS))
+
+
 def _per_token(rates: KeyRates) -> list[Decimal] | None:
     """The key's ten rates per token, in ``_PRICE_COLUMNS`` order; None when one does not
     fit the engine's rate column exactly (the key's events are then priced one by one)."""
@@ -471,9 +470,9 @@ def _per_token(rates: KeyRates) -> list[Decimal] | None:
         for kind in _KINDS:
             rate: Decimal = getattr(side, kind).scaleb(-6)
             exponent = rate.as_tuple().exponent
-            if not rate.is_finite() or not isinstance(exponent, int):
+            if not isinstance(exponent, int):  # infinity or NaN
                 return None
-            if rate and (exponent < -RATE_SCALE or rate.adjusted() >= 76 - RATE_SCALE - 16):
+            if rate and (exponent < -RATE_SCALE or rate.adjusted() >= _RATE_INTEGER_DIGITS):
                 return None
             per_token.append(rate)
     return per_token

@@ -124,12 +124,16 @@ class ClickHouseWriter:
             self._table,
             rows,
             column_names=list(RAW_COLUMNS),
-            settings={
-                **self._settings,
-                "insert_deduplication_token": deduplication_token,
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
-            },
+            settings=self.batch_settings(deduplication_token),
         )
+
+    def batch_settings(self, deduplication_token: str) -> dict[str, Any]:
+        """The settings of a batch's insert into the raw table, whichever way it is made."""
+        return {
+            **self._settings,
+            "insert_deduplication_token": deduplication_token,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+        }
 
 
 class MemoryWriter:
