@@ -20,7 +20,8 @@ class ConsumerSettings(CommonSettings):
     max_batch_seconds: float = Field(default=1.0, gt=0)
     """...or when its oldest row is this old, whichever comes first."""
     dedupe_window_events: int = Field(default=1_000_000, ge=0)
-    """How many recent event ids the consumer remembers to drop producer-side repeats."""
+    """How many recent event ids the consumer remembers, at least, to drop producer-side
+    repeats (it may hold up to twice as many, about 120 bytes each)."""
     kafka_session_timeout_ms: int = Field(default=10_000, ge=1)
     """How long the group waits for a member that stopped heartbeating (a crash) before
     handing its partitions to the others; the broker bounds it (group.min/max.session...)."""
