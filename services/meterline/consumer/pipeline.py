@@ -113,7 +113,10 @@ class Pipeline:
                 for message in messages:
                     await self._accept(message)
                 await self._flush(only_ready=True)
-                if not self._open:
+                # Idle once nothing more arrives and the last write is done. While messages
+                # keep arriving, the next batch is read during the write under way (waiting
+                # for it here, when a poll happened to end a batch, would stop the reading).
+                if not self._open and not messages:
                     await self._drain()
                     self.idle.set()
             # Stopping: take what the source already holds, without waiting for more, so an
