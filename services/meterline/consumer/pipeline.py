@@ -58,6 +58,12 @@ from meterline.consumer.write import BatchWriter
 
 log = logging.getLogger("meterline.consumer")
 
+YIELD_EVERY = 1_000
+"""Messages accepted between two turns of the event loop. Accepting never waits by itself,
+and a poll can hand over 100,000 messages: without these turns, the batch being written
+would not move on to its next step (and the Kafka client would not fetch ahead) until the
+whole poll was accepted."""
+
 KEEP_ALIVE_SECONDS = 5.0
 """How often a consumer paused by a warehouse outage polls Kafka to stay in its group."""
 
@@ -110,8 +116,7 @@ class Pipeline:
             poll_timeout = min(0.1, self._settings.max_batch_seconds)
             while not stop.is_set():
                 messages = await self._source.poll(self._settings.max_batch_rows, poll_timeout)
-                for message in messages:
-                    await self._accept(message)
+                await self._accept_all(messages)
                 await self._flush(only_ready=True)
                 # Idle once nothing more arrives and the last write is done. While messages
                 # keep arriving, the next batch is read during the write under way (waiting
@@ -122,8 +127,7 @@ class Pipeline:
             # Stopping: take what the source already holds, without waiting for more, so an
             # in-process bus hands over everything the ingress published before it stopped.
             while messages := await self._source.poll(self._settings.max_batch_rows, 0):
-                for message in messages:
-                    await self._accept(message)
+                await self._accept_all(messages)
                 await self._flush(only_ready=True)
             log.info(
                 "stopping: writing and committing %d open batches (%d events)",
@@ -144,6 +148,12 @@ class Pipeline:
                 # Failing or cancelled: let the write under way end before the source goes.
                 await asyncio.wait([self._writing])
             await self._source.stop()
+
+    async def _accept_all(self, messages: list[BusMessage]) -> None:
+        for count, message in enumerate(messages, 1):
+            await self._accept(message)
+            if count % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
 
     async def _accept(self, message: BusMessage) -> None:
         self.idle.clear()
