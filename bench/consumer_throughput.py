@@ -222,7 +222,7 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
     from meterline.consumer.dead_letter import KafkaDeadLetter
     from meterline.consumer.engine_write import EngineWriter
     from meterline.consumer.enrich import Enricher
-    from meterline.consumer.main import tune_garbage_collector
+    from meterline.consumer.main import tune_interpreter
     from meterline.consumer.pipeline import Pipeline
     from meterline.consumer.settings import ConsumerSettings
 
@@ -246,7 +246,7 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
             batch_log=ClickHouseBatchLog(client, group),
             settings=settings,
         )
-        tune_garbage_collector()
+        tune_interpreter()
         stop = asyncio.Event()
         task = asyncio.create_task(pipeline.run(stop))
         cpu_before: float | None = None
