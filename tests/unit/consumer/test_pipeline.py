@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from meterline.common.bus import InProcessBus
+from meterline.common.bus import BusMessage, InProcessBus
 from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
@@ -194,3 +196,50 @@ async def test_a_batch_read_again_after_a_crash_is_cut_where_it_was_recorded() -
         "usage-events/0/7-7",
     ]
     assert log.batches[("usage-events", 0)] == {0: 4, 5: 6, 7: 7}
+
+
+class GatedWriter:
+    """A batch writer whose first write waits until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+        self.tokens: list[str] = []
+
+    async def write(self, messages: Sequence[BusMessage], deduplication_token: str) -> list[Any]:
+        self.writing.set()
+        await self.gate.wait()
+        self.tokens.append(deduplication_token)
+        return []
+
+
+async def test_the_next_batch_is_read_while_one_is_written() -> None:
+    """Each poll hands over exactly one full batch (the bus gives at most max_batch_rows):
+    the pipeline must read the next one meanwhile, not wait for the write between polls."""
+    codec = UsageEventCodec()
+    bus = InProcessBus()
+    for _ in range(6):
+        bus.publish_nowait(None, codec.encode(event()))
+    writer = GatedWriter()
+    pipeline = Pipeline(
+        source=BusSource(bus),
+        codec=codec,
+        writer=writer,
+        dead_letter=MemoryDeadLetter(),
+        batch_log=MemoryBatchLog(),
+        settings=settings(max_batch_rows=3, max_batch_seconds=60),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(pipeline.run(stop))
+    await asyncio.wait_for(writer.writing.wait(), 5)
+    for _ in range(100):
+        if bus.pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert bus.pending == 0, "the second batch was not read while the first was written"
+    assert writer.tokens == []
+    writer.gate.set()
+    await asyncio.wait_for(pipeline.idle.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert writer.tokens == ["usage-events/0/0-2", "usage-events/0/3-5"]
