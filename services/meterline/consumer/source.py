@@ -5,9 +5,17 @@ partition, which is all the pipeline needs to know about either."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any, Protocol
 
 from meterline.common.bus import BusMessage, InProcessBus
+
+log = logging.getLogger("meterline.consumer")
+
+RESTART_BACKOFF_SECONDS = 1.0
+"""Pause before a new Kafka consumer replaces one that failed, and between attempts."""
 
 
 class MessageSource(Protocol):
@@ -88,9 +96,16 @@ class KafkaSource:
         self._held: list[BusMessage] = []
 
     async def start(self) -> None:
+        consumer = self._new_consumer()
+        await consumer.start()  # type: ignore[attr-defined]
+        self._consumer = consumer
+        if self._paused:
+            self.pause()
+
+    def _new_consumer(self) -> object:
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(
+        return AIOKafkaConsumer(
             self._topic,
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
@@ -103,8 +118,24 @@ class KafkaSource:
             fetch_max_bytes=64 * 1024 * 1024,
             **self._options,
         )
-        await consumer.start()
-        self._consumer = consumer
+
+    async def _restart(self, error: Exception) -> None:
+        """Replace a consumer that cannot go on. aiokafka's group coordination dies for good
+        when the broker closes a connection just as it writes to it under uvloop (a
+        RuntimeError it does not catch, aio-libs/aiokafka#1038); every later poll raises it
+        again. A new consumer joins the group and reads on from the committed offsets: the
+        pipeline takes that as a jump back (batch log, recent ids), as after a rebalance."""
+        log.error("the Kafka consumer failed (%r); starting a new one", error)
+        failed, self._consumer = self._consumer, None
+        with contextlib.suppress(Exception):
+            await failed.stop()  # type: ignore[union-attr]
+        while True:
+            await asyncio.sleep(RESTART_BACKOFF_SECONDS)
+            try:
+                await self.start()
+                return
+            except Exception as again:
+                log.error("starting a new Kafka consumer failed (%r); retrying", again)
 
     def _kafka(self) -> object:
         if self._consumer is None:
@@ -118,10 +149,16 @@ class KafkaSource:
         return await self._getmany(max_messages, timeout)
 
     async def _getmany(self, max_messages: int, timeout: float) -> list[BusMessage]:
+        from aiokafka.errors import KafkaError
+
         consumer = self._kafka()
-        records = await consumer.getmany(  # type: ignore[attr-defined]
-            timeout_ms=int(timeout * 1000), max_records=max_messages
-        )
+        try:
+            records = await consumer.getmany(  # type: ignore[attr-defined]
+                timeout_ms=int(timeout * 1000), max_records=max_messages
+            )
+        except KafkaError as error:
+            await self._restart(error)
+            return []
         return [
             BusMessage(r.topic, r.partition, r.offset, r.key, r.value)
             for partition_records in records.values()
@@ -139,19 +176,23 @@ class KafkaSource:
                 }
             )
 
+    # Pausing and resuming also hold while a failed consumer is being replaced: the new one
+    # starts paused if the pipeline paused meanwhile.
     def pause(self) -> None:
-        consumer = self._kafka()
-        consumer.pause(*consumer.assignment())  # type: ignore[attr-defined]
         self._paused = True
+        if self._consumer is not None:
+            self._consumer.pause(*self._consumer.assignment())  # type: ignore[attr-defined]
 
     def resume(self) -> None:
-        consumer = self._kafka()
-        consumer.resume(*consumer.assignment())  # type: ignore[attr-defined]
         self._paused = False
+        if self._consumer is not None:
+            self._consumer.resume(*self._consumer.assignment())  # type: ignore[attr-defined]
 
     @property
     def paused_partitions(self) -> set[tuple[str, int]]:
-        paused = self._kafka().paused()  # type: ignore[attr-defined]
+        if self._consumer is None:
+            return set()
+        paused = self._consumer.paused()  # type: ignore[attr-defined]
         return {(tp.topic, tp.partition) for tp in paused}
 
     async def keep_alive(self) -> None:
