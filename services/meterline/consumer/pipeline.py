@@ -159,6 +159,12 @@ class Pipeline:
         self.idle.clear()
         key = (message.topic, message.partition)
         batch = self._open.get(key)
+        if batch is not None and message.offset < self._next_offset[key]:
+            # Read again from an earlier offset (a new Kafka consumer, a rebalance): the open
+            # batch's messages come again after this one, so it is dropped unwritten, and
+            # the batch log says where the batches are cut from here on.
+            del self._open[key]
+            batch = None
         if batch is not None and not batch.admits(message.offset):
             await self._write_and_commit(self._open.pop(key))
             batch = None

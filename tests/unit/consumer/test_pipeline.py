@@ -243,3 +243,42 @@ async def test_the_next_batch_is_read_while_one_is_written() -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
     assert writer.tokens == ["usage-events/0/0-2", "usage-events/0/3-5"]
+
+
+class ScriptedSource(BusSource):
+    """Hands out the given polls in order (a consumer that reads some offsets again),
+    then nothing."""
+
+    def __init__(self, polls: list[list[BusMessage]]):
+        super().__init__(InProcessBus())
+        self._polls = polls
+
+    async def poll(self, max_messages: int, timeout: float) -> list[BusMessage]:
+        if self._polls:
+            return self._polls.pop(0)
+        await asyncio.sleep(timeout)
+        return []
+
+
+async def test_reading_again_from_before_the_open_batch_drops_it_unwritten() -> None:
+    """The open batch starts at offset 3; the source then reads again from offset 0 (a new
+    Kafka consumer resuming from an older commit). Every event is written once, each in a
+    batch whose token covers its offset, so a later re-read is cut the same way."""
+    codec = UsageEventCodec()
+    messages = [
+        BusMessage("usage-events", 0, offset, None, codec.encode(event())) for offset in range(6)
+    ]
+    writer = MemoryWriter()
+    pipeline = Pipeline(
+        source=ScriptedSource([messages[3:5], messages]),
+        codec=codec,
+        writer=PythonBatchWriter(
+            codec, Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG), writer
+        ),
+        dead_letter=MemoryDeadLetter(),
+        batch_log=MemoryBatchLog(),
+        settings=settings(max_batch_rows=3, max_batch_seconds=60),
+    )
+    await run_until_idle(pipeline)
+    assert list(writer.batches) == ["usage-events/0/0-2", "usage-events/0/3-5"]
+    assert len(writer.rows) == 6
