@@ -26,6 +26,9 @@ What a crash between two steps leads to:
 - after the insert, before the commit: the same; ClickHouse drops the repeated block from
   the raw table and every rollup (``deduplicate_blocks_in_dependent_materialized_views``).
 - after the commit: nothing is read again.
+- read again from an older commit by a live consumer (a rebalance, or a new Kafka consumer
+  replacing one that failed): the batch still open is dropped unwritten, since its messages
+  come again, and the batch log cuts the rest as above.
 - producer-side repeats (the ingress re-sending an event it was not sure Kafka had) carry
   the same event id at other offsets: the dedupe step drops ids it has seen recently.
 - dead letters are flushed before the commit, so a rejected message is never lost.
