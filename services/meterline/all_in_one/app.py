@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -72,6 +73,9 @@ class AllInOne:
             settings.query, client_factory=self._client, config=config
         )
         self.pipeline: Pipeline | None = None
+        self.on_consumer_failure: Callable[[], None] = _stop_the_process
+        """Called when the consumer stops by itself (the circuit breaker, an error it does
+        not retry): the gateway would go on answering while nothing is counted."""
 
     def _client(self) -> Client:
         return connect(self.clickhouse_url, self.database)
@@ -152,6 +156,7 @@ class AllInOne:
             settings=settings,
         )
         task = asyncio.create_task(self.pipeline.run(stop), name="consumer")
+        task.add_done_callback(lambda done: self._consumer_ended(done, stop))
         try:
             yield self.pipeline
         finally:
@@ -159,3 +164,17 @@ class AllInOne:
             await task
             if kafka_dead_letter is not None:
                 await kafka_dead_letter.stop()
+
+    def _consumer_ended(self, task: asyncio.Task[None], stop: asyncio.Event) -> None:
+        if stop.is_set() or task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "the consumer stopped (%r): stopping the process, so that it is restarted",
+            task.exception(),
+        )
+        self.on_consumer_failure()
+
+
+def _stop_the_process() -> None:
+    # As `kill -TERM`: uvicorn stops gracefully and the shutdown reports the consumer's error.
+    signal.raise_signal(signal.SIGTERM)

@@ -1,0 +1,42 @@
+"""The all-in-one stops when its consumer stops by itself, instead of answering requests
+that are no longer counted."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from meterline.all_in_one.app import AllInOne, AllInOneSettings
+from meterline.common.config import GatewayConfig
+from meterline.consumer.settings import ConsumerSettings
+from meterline.ingress.settings import IngressSettings
+from meterline.query.settings import QuerySettings
+from tests.unit.ingress.conftest import ServerThread
+
+pytestmark = [pytest.mark.clickhouse]
+
+
+def test_a_consumer_stopped_by_its_circuit_breaker_stops_the_process(
+    tmp_path: Path, clickhouse_url: str, clickhouse_database: str
+) -> None:
+    shared = {
+        "clickhouse_url": clickhouse_url,
+        "clickhouse_database": clickhouse_database,
+        "data_dir": tmp_path,
+        "kafka_bootstrap_servers": None,
+    }
+    settings = AllInOneSettings(
+        IngressSettings(**shared),
+        ConsumerSettings(**shared, max_batch_seconds=0.2, dead_letter_breaker_min_messages=10),
+        QuerySettings(**shared),
+    )
+    app = AllInOne(settings, GatewayConfig())
+    stopped = threading.Event()
+    app.on_consumer_failure = stopped.set
+    # Messages that are no usage event: every one is dead-lettered, and the breaker opens.
+    for _ in range(20):
+        app.bus.publish_nowait(None, b"not an Avro usage event")
+    with ServerThread(app):
+        assert stopped.wait(30), "the process was not told to stop"
