@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from meterline.all_in_one.app import AllInOne, AllInOneSettings
+from meterline.all_in_one.app import AllInOne
 from meterline.common.config import GatewayConfig
-from meterline.consumer.settings import ConsumerSettings
-from meterline.ingress.settings import IngressSettings
-from meterline.query.settings import QuerySettings
+from tests.support.all_in_one import embedded_settings
 from tests.unit.ingress.conftest import ServerThread
 
 pytestmark = [pytest.mark.clickhouse]
@@ -21,16 +19,12 @@ pytestmark = [pytest.mark.clickhouse]
 def test_a_consumer_stopped_by_its_circuit_breaker_stops_the_process(
     tmp_path: Path, clickhouse_url: str, clickhouse_database: str
 ) -> None:
-    shared = {
-        "clickhouse_url": clickhouse_url,
-        "clickhouse_database": clickhouse_database,
-        "data_dir": tmp_path,
-        "kafka_bootstrap_servers": None,
-    }
-    settings = AllInOneSettings(
-        IngressSettings(**shared),
-        ConsumerSettings(**shared, max_batch_seconds=0.2, dead_letter_breaker_min_messages=10),
-        QuerySettings(**shared),
+    settings = embedded_settings(
+        tmp_path,
+        clickhouse_url,
+        clickhouse_database,
+        max_batch_seconds=0.2,
+        dead_letter_breaker_min_messages=10,
     )
     app = AllInOne(settings, GatewayConfig())
     stopped = threading.Event()

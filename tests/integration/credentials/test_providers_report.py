@@ -20,12 +20,10 @@ import httpx
 import openai
 import pytest
 
-from meterline.all_in_one.app import AllInOne, AllInOneSettings
+from meterline.all_in_one.app import AllInOne
 from meterline.common.config import GatewayConfig, hash_key, new_key
-from meterline.consumer.settings import ConsumerSettings
-from meterline.ingress.settings import IngressSettings
-from meterline.query.settings import QuerySettings
 from meterline.simulator.app import create_app as create_simulator
+from tests.support.all_in_one import embedded_settings
 from tests.unit.ingress.conftest import ServerThread
 
 pytestmark = [pytest.mark.clickhouse]
@@ -45,16 +43,8 @@ def gateway(
     tmp_path: Path, clickhouse_url: str, clickhouse_database: str
 ) -> Iterator[tuple[str, str]]:
     team_key = new_key()
-    shared: dict[str, Any] = {
-        "clickhouse_url": clickhouse_url,
-        "clickhouse_database": clickhouse_database,
-        "data_dir": tmp_path,
-        "kafka_bootstrap_servers": None,
-    }
-    settings = AllInOneSettings(
-        IngressSettings(**shared),
-        ConsumerSettings(**shared, max_batch_seconds=0.2),
-        QuerySettings(**shared),
+    settings = embedded_settings(
+        tmp_path, clickhouse_url, clickhouse_database, max_batch_seconds=0.2
     )
     with pytest.MonkeyPatch.context() as patch, ServerThread(create_simulator()) as simulator:
         patch.setenv("PROVIDERS_TEST_KEY", "sk-providers-system")

@@ -76,7 +76,7 @@ async def run_until_idle(pipeline: Pipeline) -> None:
 
 
 def build(
-    bus: InProcessBus,
+    source: InProcessBus | BusSource,
     writer: MemoryWriter,
     dlq: MemoryDeadLetter,
     log: MemoryBatchLog | None = None,
@@ -84,7 +84,7 @@ def build(
 ) -> Pipeline:
     codec = UsageEventCodec()
     return Pipeline(
-        source=BusSource(bus),
+        source=source if isinstance(source, BusSource) else BusSource(source),
         codec=codec,
         writer=PythonBatchWriter(
             codec, Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG), writer
@@ -269,16 +269,8 @@ async def test_reading_again_from_before_the_open_batch_drops_it_unwritten() -> 
         BusMessage("usage-events", 0, offset, None, codec.encode(event())) for offset in range(6)
     ]
     writer = MemoryWriter()
-    pipeline = Pipeline(
-        source=ScriptedSource([messages[3:5], messages]),
-        codec=codec,
-        writer=PythonBatchWriter(
-            codec, Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG), writer
-        ),
-        dead_letter=MemoryDeadLetter(),
-        batch_log=MemoryBatchLog(),
-        settings=settings(max_batch_rows=3, max_batch_seconds=60),
-    )
+    source = ScriptedSource([messages[3:5], messages])
+    pipeline = build(source, writer, MemoryDeadLetter(), max_batch_rows=3, max_batch_seconds=60)
     await run_until_idle(pipeline)
     assert list(writer.batches) == ["usage-events/0/0-2", "usage-events/0/3-5"]
     assert len(writer.rows) == 6
