@@ -3,7 +3,8 @@ everything else to the ingress, and runs the consumer pipeline beside them.
 
 Shutdown order keeps every accepted request: the ingress stops first (its publisher
 flushes into the bus or Kafka), then the consumer drains, writes and commits, then the
-query service closes."""
+query service closes. Without Kafka the bus is the local log on disk (``common/local_log``),
+opened before anything is published and closed after the consumer's last commit."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
-from meterline.common.bus import InProcessBus
+from meterline.all_in_one.settings import LocalLogSettings
+from meterline.common.bus import Bus, InProcessBus
 from meterline.common.clickhouse import connect
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig
+from meterline.common.local_log import LocalLog
 from meterline.common.migrations import migrate
 from meterline.common.pricing import GenaiPrices
 from meterline.consumer.batch_log import ClickHouseBatchLog
@@ -47,10 +50,11 @@ class AllInOneSettings:
     ingress: IngressSettings
     consumer: ConsumerSettings
     query: QuerySettings
+    local_log: LocalLogSettings = field(default_factory=LocalLogSettings)
 
     @classmethod
     def from_env(cls) -> AllInOneSettings:
-        return cls(IngressSettings(), ConsumerSettings(), QuerySettings())
+        return cls(IngressSettings(), ConsumerSettings(), QuerySettings(), LocalLogSettings())
 
 
 class AllInOne:
@@ -62,7 +66,20 @@ class AllInOne:
         common = settings.consumer
         self.clickhouse_url = common.resolved_clickhouse_url()
         self.database = common.clickhouse_database
-        self.bus = InProcessBus(common.usage_topic)
+        self.bus: Bus
+        self.local_log: LocalLog | None = None
+        log_settings = settings.local_log
+        if common.kafka_bootstrap_servers or not log_settings.local_log_max_bytes:
+            self.bus = InProcessBus(common.usage_topic)
+        else:
+            self.bus = self.local_log = LocalLog(
+                log_settings.resolved_local_log_dir(),
+                common.usage_topic,
+                max_bytes=log_settings.local_log_max_bytes,
+                fsync_seconds=log_settings.local_log_fsync_seconds,
+            )
+            # Opened now, so that the ingress may publish from its first request on.
+            self.local_log.open()
         publisher: UsagePublisher
         if common.kafka_bootstrap_servers:
             publisher = kafka_publisher(settings.ingress)
@@ -95,6 +112,10 @@ class AllInOne:
             stack = contextlib.AsyncExitStack()
             await stack.__aenter__()
             stop = asyncio.Event()
+            if self.local_log is not None:
+                # Closed last: after the consumer's final commit.
+                await self.local_log.start()
+                stack.push_async_callback(self.local_log.close)
             consumer = await stack.enter_async_context(self._consumer(stop))
             await stack.enter_async_context(self.query.router.lifespan_context(self.query))
             await stack.enter_async_context(self.ingress.router.lifespan_context(self.ingress))

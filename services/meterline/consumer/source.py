@@ -10,7 +10,7 @@ import contextlib
 import logging
 from typing import Any, Protocol
 
-from meterline.common.bus import BusMessage, InProcessBus
+from meterline.common.bus import Bus, BusMessage
 
 log = logging.getLogger("meterline.consumer")
 
@@ -42,9 +42,9 @@ class MessageSource(Protocol):
 
 
 class BusSource:
-    """The embedded default's source: one in-memory partition, nothing to commit."""
+    """The embedded default's source: the bus's one partition (the local log, or memory)."""
 
-    def __init__(self, bus: InProcessBus):
+    def __init__(self, bus: Bus):
         self._bus = bus
         self._paused = False
 
@@ -57,7 +57,8 @@ class BusSource:
         return await self._bus.get_batch(max_messages, timeout)
 
     async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
-        return None
+        for offset in offsets.values():
+            await self._bus.commit(offset)
 
     def pause(self) -> None:
         self._paused = True

@@ -2,8 +2,7 @@
 takes them.
 
 Layout: a directory of append-only segment files named by a growing sequence number. Each
-segment starts with ``MAGIC``; then records, each ``length (u32) | crc32 (u32) | payload``
-with the payload ``key length (u32) | key | value``. Big-endian throughout.
+segment starts with ``MAGIC``; then records framed as ``common/framing.py`` says.
 
 Guarantees, and what a crash leads to:
 
@@ -28,56 +27,17 @@ from __future__ import annotations
 
 import logging
 import os
-import struct
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-log = logging.getLogger("meterline.ingress.spool")
+from meterline.common.framing import HEADER, Record, decode_records, encode_record, record_size
 
-Record = tuple[bytes, bytes]
-"""(key, value), as they go to Kafka."""
+log = logging.getLogger("meterline.ingress.spool")
 
 MAGIC = b"MLSPOOL1"
 SUFFIX = ".seg"
-_HEADER = struct.Struct(">II")
-_KEY_LENGTH = struct.Struct(">I")
 _READ_CHUNK = 1 << 20
-
-
-def encode_record(key: bytes, value: bytes) -> bytes:
-    payload = _KEY_LENGTH.pack(len(key)) + key + value
-    return _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-
-
-def _record_size(key: bytes, value: bytes) -> int:
-    return _HEADER.size + _KEY_LENGTH.size + len(key) + len(value)
-
-
-def decode_records(data: bytes, start: int = 0) -> tuple[list[Record], int, bool]:
-    """Whole records in ``data[start:]``: the records, the position after the last whole
-    one, and whether a damaged record (bad checksum or lengths) stopped the scan. A record
-    cut short by the end of ``data`` is not damage: it may be completed later, or be the
-    torn tail of a crash."""
-    records: list[Record] = []
-    position = start
-    end = len(data)
-    while position + _HEADER.size <= end:
-        length, checksum = _HEADER.unpack_from(data, position)
-        body = position + _HEADER.size
-        if body + length > end:
-            break
-        payload = data[body : body + length]
-        if length < _KEY_LENGTH.size or zlib.crc32(payload) != checksum:
-            return records, position, True
-        (key_length,) = _KEY_LENGTH.unpack_from(payload)
-        if _KEY_LENGTH.size + key_length > length:
-            return records, position, True
-        key_end = _KEY_LENGTH.size + key_length
-        records.append((payload[_KEY_LENGTH.size : key_end], payload[key_end:]))
-        position = body + length
-    return records, position, False
 
 
 @dataclass
@@ -234,16 +194,16 @@ class Spool:
                 remaining = segment.size - segment.read_position
                 file.seek(segment.read_position)
                 data = file.read(min(_READ_CHUNK, remaining))
-                if len(data) >= _HEADER.size:
+                if len(data) >= HEADER.size:
                     # A record longer than one chunk: read exactly that record.
-                    needed = _HEADER.size + _HEADER.unpack_from(data)[0]
+                    needed = HEADER.size + HEADER.unpack_from(data)[0]
                     if len(data) < needed <= remaining:
                         file.seek(segment.read_position)
                         data = file.read(needed)
                 found, used, damaged = decode_records(data)
                 if len(found) > max_records - len(records):
                     found = found[: max_records - len(records)]
-                    used = sum(_record_size(key, value) for key, value in found)
+                    used = sum(record_size(key, value) for key, value in found)
                     damaged = False
                 segment.read_position += used
                 segment.read_records += len(found)
