@@ -1,5 +1,5 @@
-"""``meterline all-in-one`` settings for tests: embedded (in-process bus), on the test's
-warehouse."""
+"""``meterline all-in-one`` settings for tests: embedded (the local log in ``data_dir``), on
+the test's warehouse."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from meterline.all_in_one.app import AllInOneSettings
+from meterline.all_in_one.settings import LocalLogSettings
 from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.settings import IngressSettings
 from meterline.query.settings import QuerySettings
@@ -26,4 +27,5 @@ def embedded_settings(
         IngressSettings(**shared),
         ConsumerSettings(**shared, **consumer),
         QuerySettings(**shared),
+        LocalLogSettings(**shared),
     )

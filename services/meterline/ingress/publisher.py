@@ -10,7 +10,7 @@ and must never block, fail or slow the caller. Every implementation keeps that p
   ``stall_seconds``), events go to the local spool (``spool.py``) instead: it survives a
   restart, is replayed when Kafka is back, and only past its disk limit are events dropped,
   with an ERROR log and the ``dropped`` counter.
-- ``BusPublisher``: the embedded mode's in-process bus.
+- ``BusPublisher``: the embedded mode's bus (its local log on disk, or memory).
 - ``MemoryPublisher``: a list, for tests.
 
 Delivery: at-least-once up to the spool's disk limit. A send whose acknowledgement was lost
@@ -41,7 +41,7 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from meterline.common.bus import InProcessBus
+from meterline.common.bus import Bus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
 from meterline.ingress.settings import IngressSettings
@@ -107,9 +107,10 @@ class MemoryPublisher:
 
 
 class BusPublisher:
-    """The embedded mode: encoded events into the in-process bus the consumer reads."""
+    """The embedded mode: encoded events into the bus the consumer reads. With the local log
+    an event is on disk (the page cache) when ``publish`` returns."""
 
-    def __init__(self, bus: InProcessBus, codec: UsageEventCodec | None = None):
+    def __init__(self, bus: Bus, codec: UsageEventCodec | None = None):
         self._bus = bus
         self._codec = codec or UsageEventCodec()
         self.sent = 0
@@ -128,8 +129,13 @@ class BusPublisher:
         if self._bus.publish_nowait(key, value):
             self.sent += 1
         else:
-            # The bus counts its own drops (InProcessBus.dropped).
             self.failed += 1
+            # The first drop and then one line per thousand, as the Kafka publisher does.
+            if self.failed % 1000 == 1:
+                log.error(
+                    "DROPPING usage events: the bus takes no more (%d dropped so far)",
+                    self.failed,
+                )
 
     async def stop(self) -> None:
         pass

@@ -127,7 +127,7 @@ async def test_events_are_priced_batched_and_written() -> None:
     assert column(tagged, "tags") == ["a", "b"]
     assert column(tagged, "user_id") == ""
     # Batches close at 3 rows: offsets 0-2 then 3-4.
-    assert sorted(writer.batches) == ["usage-events/0/0-2", "usage-events/0/3-4"]
+    assert sorted(writer.batches) == [f"{bus.topic}/0/0-2", f"{bus.topic}/0/3-4"]
 
 
 async def test_poison_messages_go_to_the_dead_letter_sink_and_the_stream_goes_on() -> None:
@@ -185,17 +185,17 @@ async def test_a_batch_read_again_after_a_crash_is_cut_where_it_was_recorded() -
     insert, and then go on cutting by size."""
     codec = UsageEventCodec()
     log = MemoryBatchLog()
-    await log.record("usage-events", 0, 0, 4)
     bus, writer, dlq = InProcessBus(), MemoryWriter(), MemoryDeadLetter()
+    await log.record(bus.topic, 0, 0, 4)
     for _ in range(8):
         bus.publish_nowait(None, codec.encode(event()))
     await run_until_idle(build(bus, writer, dlq, log, max_batch_rows=2))
     assert list(writer.batches) == [
-        "usage-events/0/0-4",
-        "usage-events/0/5-6",
-        "usage-events/0/7-7",
+        f"{bus.topic}/0/0-4",
+        f"{bus.topic}/0/5-6",
+        f"{bus.topic}/0/7-7",
     ]
-    assert log.batches[("usage-events", 0)] == {0: 4, 5: 6, 7: 7}
+    assert log.batches[(bus.topic, 0)] == {0: 4, 5: 6, 7: 7}
 
 
 class GatedWriter:
@@ -242,7 +242,7 @@ async def test_the_next_batch_is_read_while_one_is_written() -> None:
     await asyncio.wait_for(pipeline.idle.wait(), 5)
     stop.set()
     await asyncio.wait_for(task, 5)
-    assert writer.tokens == ["usage-events/0/0-2", "usage-events/0/3-5"]
+    assert writer.tokens == [f"{bus.topic}/0/0-2", f"{bus.topic}/0/3-5"]
 
 
 class ScriptedSource(BusSource):
