@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Final, Protocol
 
 from starlette.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from meterline.common.events import UsageEvent
 from meterline.ingress.publisher import UsagePublisher
@@ -90,7 +90,7 @@ class RequestRecord:
 
 
 def publish(publisher: UsagePublisher, event: UsageEvent) -> None:
-    """Publish without ever failing the request: the response has been sent already."""
+    """Publish without ever failing the request: the provider has answered already."""
     try:
         publisher.publish(event)
     except Exception:  # a publisher must not raise; if one does, the request still stands
@@ -98,8 +98,11 @@ def publish(publisher: UsagePublisher, event: UsageEvent) -> None:
 
 
 class MeteredResponse(Response):
-    """A whole response that calls ``on_sent(delivered)`` once its last byte went out (or
-    could not), so the event is built and published after the caller has its answer."""
+    """A whole response that calls ``on_answer()`` just before its body goes out, so the
+    event is built and published after the provider answered but before the caller has
+    the answer: a crash can then never lose an answered request's event. (An ASGI server
+    does not say whether the caller is still there: a body handed over counts as
+    answered.)"""
 
     def __init__(
         self,
@@ -107,21 +110,21 @@ class MeteredResponse(Response):
         status_code: int,
         headers: Mapping[str, str],
         media_type: str | None,
-        on_sent: Callable[[bool], None],
+        on_answer: Callable[[], None],
     ):
         super().__init__(content, status_code, headers, media_type)
-        self._on_sent = on_sent
+        self._on_answer = on_answer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        delivered = False
-        try:
-            await super().__call__(scope, receive, send)
-            delivered = True
-        finally:
-            try:
-                self._on_sent(delivered)
-            except Exception:  # the caller has been answered; nothing may fail it now
-                log.exception("recording usage event failed")
+        async def send_metered(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                try:
+                    self._on_answer()
+                except Exception:  # the provider answered; nothing may fail the caller now
+                    log.exception("recording usage event failed")
+            await send(message)
+
+        await super().__call__(scope, receive, send_metered)
 
 
 class Relay(Protocol):

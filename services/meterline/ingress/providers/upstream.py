@@ -439,20 +439,15 @@ class Upstream:
         return Response(answer, status, headers_out, media_type="application/json")
 
     def _answered(
-        self,
-        record: RequestRecord,
-        dialect: Dialect,
-        status: int,
-        answer: bytes,
-        delivered: bool,
+        self, record: RequestRecord, dialect: Dialect, status: int, answer: bytes
     ) -> None:
-        """After a whole answer was sent: decode it (only now, off the caller's clock) and
-        publish the event."""
+        """Just before a whole answer goes out: decode it (only now, once the response is
+        under way) and publish the event."""
         payload = _json_object(answer)
         if 200 <= status < 300:
             usage, finish_reason = dialect.answer(payload)
             event = record.event(
-                status="success" if delivered else "client_disconnected",
+                status="success",
                 http_status=status,
                 usage=usage,
                 finish_reason=finish_reason,
@@ -475,7 +470,7 @@ class Upstream:
             status,
             {EVENT_ID_HEADER: record.event_id},
             "application/json",
-            lambda delivered: publish(
+            lambda: publish(
                 self._publisher,
                 record.event(status="error", http_status=status, error_type=error_type),
             ),
