@@ -33,6 +33,7 @@ from genai_prices import Usage, calc_price
 from meterline.common.config import new_key
 from meterline.common.processes import free_port, wait_http
 from meterline.demo import write_config
+from meterline.ingress.metering import EVENT_ID_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 TEAMS = ("acme", "globex", "initech", "umbrella")
@@ -236,6 +237,25 @@ class Stack:
                 }
         return totals
 
+    def recorded(self, cut_off: list[CutOff]) -> list[Received]:
+        """The usage the warehouse holds for answers that were cut off, looked up one by one
+        (``/v1/generation``): the gateway recorded those whose event was published before
+        it died, and their usage counts like any other."""
+        found: list[Received] = []
+        for cut in cut_off:
+            response = httpx.get(
+                f"{self.reports}/v1/generation",
+                params={"id": cut.event_id},
+                headers={"Authorization": f"Bearer {self.keys[cut.team]}"},
+                timeout=30,
+            )
+            if response.status_code == 404:
+                continue
+            assert response.status_code == 200, response.text
+            row = response.json()
+            found.append(Received(cut.team, row["model"], *(row[m] for m in METRICS)))
+        return found
+
     def wait_for_report(
         self, received: list[Received], timeout: float = 90
     ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -269,6 +289,9 @@ class Traffic:
         self._lock = threading.Lock()
         self.received: list[Received] = []
         self.errors: Counter[str] = Counter()
+        self.cut_off: list[CutOff] = []
+        """Answers cut off after their headers (the gateway was killed): the event may or
+        may not have been recorded, and its id says which."""
 
     def __enter__(self) -> Traffic:
         self.start()
@@ -308,6 +331,11 @@ class Traffic:
                 started = time.monotonic()
                 try:
                     received = send(client, self._stack.keys, n, rng)
+                except CutOff as cut:
+                    with self._lock:
+                        self.cut_off.append(cut)
+                        self.errors[type(cut.__cause__).__name__] += 1
+                    time.sleep(0.05)
                 except (httpx.HTTPError, AssertionError) as error:
                     with self._lock:
                         self.errors[type(error).__name__] += 1
@@ -353,20 +381,30 @@ def received(team: str, model: str, usage: dict[str, Any]) -> Received:
     )
 
 
+class CutOff(Exception):
+    """A request whose answer began (its headers, with the event id) but did not end."""
+
+    def __init__(self, team: str, event_id: str):
+        super().__init__(f"the answer to {event_id} was cut off")
+        self.team = team
+        self.event_id = event_id
+
+
 def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random) -> Received:
     """One request; the usage its response carried."""
     team, model, body, headers = request(keys, n, rng)
     usage: dict[str, Any] | None = None
-    if body.get("stream"):
-        with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
-            assert response.status_code == 200, response.read()
-            for line in response.iter_lines():
-                if line.startswith("data: {"):
-                    usage = json.loads(line[6:]).get("usage") or usage
-    else:
-        response = client.post("/v1/chat/completions", json=body, headers=headers)
-        assert response.status_code == 200, response.text
-        usage = response.json()["usage"]
+    with client.stream("POST", "/v1/chat/completions", json=body, headers=headers) as response:
+        assert response.status_code == 200, response.read()
+        try:
+            if body.get("stream"):
+                for line in response.iter_lines():
+                    if line.startswith("data: {"):
+                        usage = json.loads(line[6:]).get("usage") or usage
+            else:
+                usage = json.loads(response.read())["usage"]
+        except httpx.HTTPError as error:
+            raise CutOff(team, response.headers[EVENT_ID_HEADER]) from error
     assert usage is not None
     return received(team, model, usage)
 
