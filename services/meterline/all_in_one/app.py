@@ -31,6 +31,7 @@ from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import DeadLetterSink, KafkaDeadLetter, MemoryDeadLetter
 from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
+from meterline.consumer.main import stop_dead_letter
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource, KafkaSource, MessageSource
@@ -145,12 +146,7 @@ class AllInOne:
         dead_letter: DeadLetterSink
         kafka_dead_letter: KafkaDeadLetter | None = None
         if settings.kafka_bootstrap_servers:
-            source = KafkaSource(
-                settings.kafka_bootstrap_servers,
-                settings.usage_topic,
-                settings.consumer_group,
-                settings.kafka_session_timeout_ms,
-            )
+            source = KafkaSource.from_settings(settings)
             kafka_dead_letter = KafkaDeadLetter(
                 settings.kafka_bootstrap_servers, settings.dead_letter_topic
             )
@@ -181,10 +177,11 @@ class AllInOne:
         try:
             yield self.pipeline
         finally:
+            # Bounded: the pipeline gives up its open batches after its stop deadline.
             stop.set()
             await task
             if kafka_dead_letter is not None:
-                await kafka_dead_letter.stop()
+                await stop_dead_letter(kafka_dead_letter, settings)
 
     def _consumer_ended(self, task: asyncio.Task[None], stop: asyncio.Event) -> None:
         if stop.is_set() or task.cancelled() or task.exception() is None:

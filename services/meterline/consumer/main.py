@@ -17,9 +17,11 @@ from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import KafkaDeadLetter
 from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
+from meterline.consumer.kafka_source import KafkaSource, bounded
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
-from meterline.consumer.source import KafkaSource
+
+log = logging.getLogger("meterline.consumer")
 
 GC_YOUNG_THRESHOLD = 50_000
 """Allocations between two young-generation collections (Python's default: 700)."""
@@ -60,12 +62,7 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
     codec = UsageEventCodec()
     try:
         pipeline = Pipeline(
-            source=KafkaSource(
-                settings.kafka_bootstrap_servers,
-                settings.usage_topic,
-                settings.consumer_group,
-                settings.kafka_session_timeout_ms,
-            ),
+            source=KafkaSource.from_settings(settings),
             codec=codec,
             writer=EngineWriter(
                 client, codec, Enricher(GenaiPrices(config.price_aliases()), config)
@@ -77,7 +74,20 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
         tune_interpreter()
         await pipeline.run(stop)
     finally:
-        await dead_letter.stop()
+        await stop_dead_letter(dead_letter, settings)
+
+
+async def stop_dead_letter(dead_letter: KafkaDeadLetter, settings: ConsumerSettings) -> None:
+    """Its producer's stop sends what it still holds, and with the broker gone it would
+    wait for ever: bounded, so that a SIGTERM still ends the process (a dead letter not
+    sent is sent again, since its batch was not committed)."""
+    try:
+        await bounded(dead_letter.stop(), settings.kafka_client_timeout_seconds)
+    except TimeoutError:
+        log.error(
+            "the dead-letter producer did not stop within %.0fs; abandoned",
+            settings.kafka_client_timeout_seconds,
+        )
 
 
 def main() -> None:

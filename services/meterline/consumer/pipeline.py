@@ -111,46 +111,84 @@ class Pipeline:
         """Set while no batch is open: everything read so far is written and committed."""
         self.warehouse_down = asyncio.Event()
         """Set while writes to the warehouse fail and the partitions are paused."""
+        self.stop_deadline_passed = False
+        """Set when stopping took longer than ``consumer_stop_timeout_seconds``."""
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Consume until ``stop`` is set, then write and commit what is open."""
-        await self._source.start()
+        """Consume until ``stop`` is set, then write and commit what is open, for at most
+        ``consumer_stop_timeout_seconds``: past that (a warehouse or a broker that does not
+        answer) the open batches are left uncommitted, to be read again by the next
+        consumer and cut where the batch log says, and the source is stopped anyway, so a
+        SIGTERM always ends the process within its grace period."""
+        deadline = asyncio.create_task(self._stop_deadline(stop, asyncio.current_task()))
         try:
-            poll_timeout = min(0.1, self._settings.max_batch_seconds)
-            while not stop.is_set():
-                messages = await self._source.poll(self._settings.max_batch_rows, poll_timeout)
-                await self._accept_all(messages)
-                await self._flush(only_ready=True)
-                # Idle once nothing more arrives and the last write is done. While messages
-                # keep arriving, the next batch is read during the write under way (waiting
-                # for it here, when a poll happened to end a batch, would stop the reading).
-                if not self._open and not messages:
-                    await self._drain()
-                    self.idle.set()
-            # Stopping: take what the source already holds, without waiting for more, so an
-            # in-process bus hands over everything the ingress published before it stopped.
-            while messages := await self._source.poll(self._settings.max_batch_rows, 0):
-                await self._accept_all(messages)
-                await self._flush(only_ready=True)
-            log.info(
-                "stopping: writing and committing %d open batches (%d events)",
-                len(self._open),
+            await self._source.start()
+            try:
+                await self._consume(stop)
+            finally:
+                if self._writing is not None:
+                    if deadline.done():
+                        self._writing.cancel()
+                    # Failing or cancelled: let the write under way end before the source goes.
+                    await asyncio.wait([self._writing])
+        except asyncio.CancelledError:
+            if not self.stop_deadline_passed:
+                raise
+            # The cancellation was the deadline's own: this is the end it asked for.
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()
+            if self._writing is not None and not self._writing.done():
+                self._writing.cancel()
+                await asyncio.wait([self._writing])
+            log.error(
+                "stopping: the open batches were not written and committed within %.0fs; "
+                "left uncommitted (%d events), they are read again by the next consumer",
+                self._settings.consumer_stop_timeout_seconds,
                 sum(len(batch.messages) for batch in self._open.values()),
             )
-            await self._flush(only_ready=False)
-            await self._drain()
-            log.info(
-                "stopped: %d events written in %d batches, %d dead-lettered, %d repeats dropped",
-                self.stats.events_written,
-                self.stats.batches_written,
-                self.stats.events_rejected,
-                self.stats.duplicates_dropped,
-            )
         finally:
-            if self._writing is not None:
-                # Failing or cancelled: let the write under way end before the source goes.
-                await asyncio.wait([self._writing])
+            deadline.cancel()
             await self._source.stop()
+
+    async def _stop_deadline(self, stop: asyncio.Event, run: asyncio.Task[None] | None) -> None:
+        await stop.wait()
+        await asyncio.sleep(self._settings.consumer_stop_timeout_seconds)
+        self.stop_deadline_passed = True
+        if run is not None:
+            run.cancel()
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        poll_timeout = min(0.1, self._settings.max_batch_seconds)
+        while not stop.is_set():
+            messages = await self._source.poll(self._settings.max_batch_rows, poll_timeout)
+            await self._accept_all(messages)
+            await self._flush(only_ready=True)
+            # Idle once nothing more arrives and the last write is done. While messages
+            # keep arriving, the next batch is read during the write under way (waiting
+            # for it here, when a poll happened to end a batch, would stop the reading).
+            if not self._open and not messages:
+                await self._drain()
+                self.idle.set()
+        # Stopping: take what the source already holds, without waiting for more, so an
+        # in-process bus hands over everything the ingress published before it stopped.
+        while messages := await self._source.poll(self._settings.max_batch_rows, 0):
+            await self._accept_all(messages)
+            await self._flush(only_ready=True)
+        log.info(
+            "stopping: writing and committing %d open batches (%d events)",
+            len(self._open),
+            sum(len(batch.messages) for batch in self._open.values()),
+        )
+        await self._flush(only_ready=False)
+        await self._drain()
+        log.info(
+            "stopped: %d events written in %d batches, %d dead-lettered, %d repeats dropped",
+            self.stats.events_written,
+            self.stats.batches_written,
+            self.stats.events_rejected,
+            self.stats.duplicates_dropped,
+        )
 
     async def _accept_all(self, messages: list[BusMessage]) -> None:
         for count, message in enumerate(messages, 1):

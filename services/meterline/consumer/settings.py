@@ -31,3 +31,17 @@ class ConsumerSettings(CommonSettings):
     """Stop, rather than dead-letter everything, when more than this share fails..."""
     dead_letter_breaker_min_messages: int = Field(default=1_000, ge=1)
     """...over a window of at least this many messages."""
+    kafka_stall_seconds: float = Field(default=10.0, gt=0)
+    """A Kafka client that fetched nothing for this long while the broker answered and its
+    partitions held unread messages is replaced by a new one (aiokafka can stop fetching
+    after a broker outage without raising anything: consumer/source.py)."""
+    kafka_stall_check_seconds: float = Field(default=2.0, gt=0)
+    """How often, while polls come back empty, the broker is asked where the topic ends."""
+    kafka_client_timeout_seconds: float = Field(default=15.0, gt=0)
+    """Longest wait for one call into the Kafka client (a poll past its own timeout, a
+    commit, a stop), after which it is given up: aiokafka retries some for ever."""
+    consumer_stop_timeout_seconds: float = Field(default=25.0, gt=0)
+    """After SIGTERM, how long the consumer may take to write and commit its open batches;
+    past it they are left uncommitted, to be read again by the next consumer. Below the
+    grace period that compose (``stop_grace_period``) and Helm
+    (``terminationGracePeriodSeconds``) give the process, with room for the client's stop."""
