@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,6 +56,13 @@ SUFFIX = ".log"
 LOG_ID_FILE = "log-id"
 COMMITTED_FILE = "committed"
 _READ_CHUNK = 1 << 20
+READ_AT_MOST = 10_000
+"""Records one ``get_batch`` hands out, whatever it is asked for: reading takes a few
+microseconds a record on the event loop the gateway shares, and the pipeline gathers a
+batch over several polls anyway."""
+SYNC_BEFORE_READ_EVERY = 0.02
+"""The fsync a reader waits for runs at most this often (seconds): a consumer polling a
+record at a time would otherwise fsync for each; its freshness pays at most this much."""
 
 
 @dataclass(eq=False)
@@ -97,6 +105,7 @@ class LocalLog:
         self._sealed_fds: list[int] = []
         self._directory_changed = False
         self._synced_offset = 0
+        self._synced_at = 0.0
         self._sync_lock = asyncio.Lock()
         self._syncer: asyncio.Task[None] | None = None
         # The reader: the segment it is in, its byte position there and its next offset.
@@ -294,6 +303,7 @@ class LocalLog:
 
             await asyncio.to_thread(fsync)
             self._synced_offset = max(self._synced_offset, target)
+            self._synced_at = time.monotonic()
 
     async def _sync_every(self) -> None:
         while True:
@@ -310,6 +320,7 @@ class LocalLog:
         return max(0, self._next_offset - self._read_offset)
 
     async def get_batch(self, max_messages: int, timeout: float) -> list[BusMessage]:
+        max_messages = min(max_messages, READ_AT_MOST)
         messages = self._read(max_messages)
         if not messages and timeout > 0:
             self._appended.clear()
@@ -319,6 +330,9 @@ class LocalLog:
                     await asyncio.wait_for(self._appended.wait(), timeout)
                 messages = self._read(max_messages)
         if messages and self._synced_offset <= messages[-1].offset:
+            wait = self._synced_at + SYNC_BEFORE_READ_EVERY - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
             await self.sync()
         return messages
 
