@@ -1,6 +1,6 @@
 """``meterline demo``: the whole pipeline on the embedded default, checked.
 
-Starts the provider simulator and ``meterline all-in-one`` (in-process bus, chDB in a
+Starts the provider simulator and ``meterline all-in-one`` (its local log and chDB in a
 temporary directory), sends a few hundred requests through the Chat Completions API with
 the official ``openai`` SDK (several users, tags, models, streamed and not), prints the
 report grouped by ``day,user`` and by ``tag``, and checks that the report's totals equal the
