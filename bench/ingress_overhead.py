@@ -179,9 +179,12 @@ def sustained(summary: dict[str, Any], max_p99_ms: float) -> bool:
 
 
 @contextlib.contextmanager
-def services(workdir: Path, *, kafka: bool) -> Iterator[tuple[dict[str, Target], list[Service]]]:
-    """The simulator, ``meterline all-in-one`` (embedded) and, with ``kafka``, ``meterline
-    ingress`` publishing to a broker; each its own process."""
+def services(
+    workdir: Path, *, kafka: bool, log_off: bool
+) -> Iterator[tuple[dict[str, Target], list[Service]]]:
+    """The simulator, ``meterline all-in-one`` (embedded, its bus the local log on disk),
+    with ``log_off`` a second all-in-one whose bus is memory only, and with ``kafka``
+    ``meterline ingress`` publishing to a broker; each its own process."""
     key = new_key()
     simulator_port, all_in_one_port, ingress_port = free_port(), free_port(), free_port()
     config = workdir / "meterline.toml"
@@ -211,6 +214,17 @@ def services(workdir: Path, *, kafka: bool) -> Iterator[tuple[dict[str, Target],
             "direct": Target("direct", simulator_port, PROVIDER_KEY, gateway=False),
             "all-in-one": Target("all-in-one", all_in_one_port, key, gateway=True),
         }
+        if log_off:
+            log_off_port = free_port()
+            log_off_env = {
+                **env,
+                "METERLINE_DATA_DIR": str(workdir / "log-off-data"),
+                "METERLINE_LOCAL_LOG_MAX_BYTES": "0",
+            }
+            start("all-in-one-log-off", ["all-in-one"], log_off_port, log_off_env)
+            targets["all-in-one, log off"] = Target(
+                "all-in-one, log off", log_off_port, key, gateway=True
+            )
         if kafka:
             bootstrap = stack.enter_context(kafka_bootstrap())
             kafka_env = {
@@ -232,16 +246,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per run")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--no-kafka", action="store_true", help="embedded all-in-one only")
+    parser.add_argument(
+        "--no-log-off",
+        action="store_true",
+        help="skip the second all-in-one whose bus is memory only (the local log off)",
+    )
     parser.add_argument("--no-max-rate", action="store_true", help="skip the max-rate search")
     parser.add_argument("--max-p99-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
     if args.quick:
         args.rates, args.duration, args.rounds = [100], 1.5, 1
-        args.no_kafka = args.no_max_rate = True
+        args.no_kafka = args.no_max_rate = args.no_log_off = True
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-ingress-") as tmp:
         workdir = Path(tmp)
-        with services(workdir, kafka=not args.no_kafka) as (targets, procs):
+        with services(workdir, kafka=not args.no_kafka, log_off=not args.no_log_off) as (
+            targets,
+            procs,
+        ):
             pids = {service.name: service.proc.pid for service in procs}
             runs = []
             for round_ in range(args.rounds):
@@ -295,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         "duration_s": args.duration,
         "rounds": args.rounds,
         "kafka": not args.no_kafka,
+        "log_off": not args.no_log_off,
         "max_p99_ms": args.max_p99_ms,
         "quick": args.quick,
     }
