@@ -423,9 +423,7 @@ class LocalLog:
     async def commit(self, next_offset: int) -> None:
         if next_offset <= self._committed:
             return
-        await asyncio.to_thread(
-            _replace_durably, self.directory / COMMITTED_FILE, str(next_offset)
-        )
+        await asyncio.to_thread(_replace_durably, self.directory / COMMITTED_FILE, str(next_offset))
         self._committed = next_offset
         self._delete_committed()
 

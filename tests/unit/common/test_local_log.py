@@ -182,5 +182,6 @@ async def test_the_periodic_fsync_runs_and_close_stops_it(tmp_path: Path) -> Non
     await log.start()
     append(log, b"a")
     await asyncio.sleep(0.05)
-    assert log._synced_offset == 1  # noqa: SLF001 - the fsync task's only visible effect
+    # The fsync task's only visible effect.
+    assert log._synced_offset == 1
     await log.close()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meterline.ingress.publisher import KafkaPublisher, prometheus_text
 from meterline.common.framing import encode_record
+from meterline.ingress.publisher import KafkaPublisher, prometheus_text
 from meterline.ingress.spool import MAGIC, SUFFIX, Spool
 from tests.unit.ingress.test_publisher import event
 
