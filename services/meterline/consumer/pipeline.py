@@ -2,7 +2,8 @@
 
 Steps, in order, for every message:
 
-1. ``source``      poll a batch of messages (Kafka consumer group, or the in-process bus)
+1. ``source``      poll a batch of messages (Kafka consumer group, or the embedded
+                   default's bus: its local log on disk)
 2. ``decode``      read the event id (in place for the newest schema; a message that is no
                    usage event is rejected here)
    ``dedupe``      drop an event id seen recently (a producer-side repeat)
@@ -16,6 +17,15 @@ Steps, in order, for every message:
 7. commit          the batch's offsets, only after the insert returned
 
 Delivery guarantee: at-least-once from Kafka, each event counted once in the rollups.
+
+A batch's identity (its range in the batch log, and its token) is topic, partition and
+offsets, so those must never name two different messages, across processes too. Kafka's
+offsets never go back. The embedded default's local log continues its offsets across
+restarts and carries its own id in the topic name (``usage-events@log-<id>``), so a wiped
+log starts a new identity; the memory-only bus is named per process. An earlier process's
+recorded batches and tokens therefore never match a new batch, which would otherwise be
+dropped as a repeat.
+
 What a crash between two steps leads to:
 
 - before the batch log (steps 1-3): nothing was committed or written; the messages are
