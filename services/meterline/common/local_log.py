@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -55,6 +56,7 @@ MAGIC = b"MLLOG001"
 SUFFIX = ".log"
 LOG_ID_FILE = "log-id"
 COMMITTED_FILE = "committed"
+LOCK_FILE = "lock"
 _READ_CHUNK = 1 << 20
 READ_AT_MOST = 10_000
 """Records one ``get_batch`` hands out, whatever it is asked for: reading takes a few
@@ -115,12 +117,14 @@ class LocalLog:
         self._read_offset = 0
         self._appended = asyncio.Event()
         self._opened = False
+        self._lock_fd: int | None = None
 
     # Opening and closing
 
     def open(self) -> None:
         """Find the log's id, committed offset and segments; cut a torn tail off."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_directory()
         self.topic = f"{self._base_topic}@log-{self._log_id()}"
         committed = self.directory / COMMITTED_FILE
         if committed.exists():
@@ -168,6 +172,21 @@ class LocalLog:
                 self.pending,
             )
 
+    def _lock_directory(self) -> None:
+        # A second process on the same log would cut off what the first is writing as a
+        # torn tail, and both would number their records alike. The lock goes with the
+        # process, however it ends.
+        fd = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RuntimeError(
+                f"the local log {self.directory} is in use by another process "
+                "(one meterline all-in-one per data directory)"
+            ) from None
+        self._lock_fd = fd
+
     def _log_id(self) -> str:
         path = self.directory / LOG_ID_FILE
         if path.exists():
@@ -213,6 +232,10 @@ class LocalLog:
             self._fd = None
         self._writing = None
         self._close_reader()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        self._opened = False
 
     # Appending
 

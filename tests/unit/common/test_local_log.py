@@ -4,7 +4,10 @@ from the committed offset, torn and damaged records, the disk limit."""
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
+
+import pytest
 
 from meterline.common.framing import encode_record
 from meterline.common.local_log import COMMITTED_FILE, MAGIC, SUFFIX, LocalLog
@@ -14,6 +17,12 @@ def opened(directory: Path, **options: int | float) -> LocalLog:
     log = LocalLog(directory, "usage-events", **options)  # type: ignore[arg-type]
     log.open()
     return log
+
+
+def crash(log: LocalLog) -> None:
+    """What a killed process leaves: its files as they are, its lock released."""
+    assert log._lock_fd is not None
+    os.close(log._lock_fd)
 
 
 def append(log: LocalLog, *values: bytes) -> None:
@@ -51,6 +60,7 @@ async def test_a_crash_without_close_loses_nothing_appended(tmp_path: Path) -> N
     log = opened(tmp_path)
     append(log, b"a", b"b")
     # No close(), no fsync: a killed process leaves the records in the page cache.
+    crash(log)
     again = opened(tmp_path)
     assert await read_all(again) == [(0, b"a"), (1, b"b")]
     await again.close()
@@ -76,6 +86,7 @@ async def test_a_torn_tail_is_cut_off_and_appending_goes_on_in_a_new_segment(
     [segment] = segments(tmp_path)
     with segment.open("ab") as file:  # a crash in the middle of a write
         file.write(encode_record(b"acme", b"never finished")[:-3])
+    crash(log)
     again = opened(tmp_path)
     assert segment.stat().st_size == len(MAGIC) + 2 * len(encode_record(b"acme", b"a"))
     append(again, b"c")
@@ -185,3 +196,11 @@ async def test_the_periodic_fsync_runs_and_close_stops_it(tmp_path: Path) -> Non
     # The fsync task's only visible effect.
     assert log._synced_offset == 1
     await log.close()
+
+
+async def test_a_second_process_on_the_same_log_is_refused(tmp_path: Path) -> None:
+    log = opened(tmp_path)
+    with pytest.raises(RuntimeError, match="in use by another process"):
+        opened(tmp_path)
+    await log.close()
+    opened(tmp_path)  # free again once the first one closed
