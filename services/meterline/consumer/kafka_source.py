@@ -30,6 +30,13 @@ async def bounded(awaitable: Awaitable[T], seconds: float) -> T:
         return await awaitable
 
 
+def cancelled_from_outside() -> bool:
+    """Whether a CancelledError caught in this task was asked for (``Task.cancel``), rather
+    than let out of a library's own cancelled task."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class StallWatch:
     """Tells a Kafka consumer that makes no progress from one that has nothing to read.
 
@@ -288,8 +295,32 @@ class KafkaSource:
             return
         try:
             await bounded(consumer.stop(), self._client_timeout)  # type: ignore[attr-defined]
+        except asyncio.CancelledError:
+            # aiokafka's stop cancels its fetcher's pending tasks and awaits them without
+            # catching their CancelledError (aio-libs/aiokafka#647), which then looks like a
+            # cancellation of this task. It is one only if someone asked for it.
+            if cancelled_from_outside():
+                raise
+            log.warning("the Kafka consumer's stop was cut short by its own tasks; abandoned")
+            await self._close_connections(consumer)
         except Exception as error:
             log.warning("the Kafka consumer did not stop cleanly (%r); abandoned", error)
+            await self._close_connections(consumer)
+
+    async def _close_connections(self, consumer: object) -> None:
+        """What a stop cut short skips last: the client's connections and metadata task,
+        which would otherwise reconnect to a dead broker ten times a second for as long as
+        the process lives (aiokafka's private client: the consumer has no public way)."""
+        client = getattr(consumer, "_client", None)
+        if client is None:
+            return
+        try:
+            await bounded(client.close(), self._client_timeout)
+        except asyncio.CancelledError:
+            if cancelled_from_outside():
+                raise
+        except Exception as error:
+            log.warning("the Kafka consumer's connections did not close (%r)", error)
 
     async def _restart(self, reason: str) -> None:
         """Replace the client. A new one joins the group and reads on from the committed

@@ -27,17 +27,35 @@ class Record:
     value: bytes
 
 
+class StandInClient:
+    def __init__(self) -> None:
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
 class StandInConsumer:
     """``fails``: every poll raises (coordination died). ``stuck``: every poll, commit and
-    stop waits for ever (a member stuck in a rebalance that never ends)."""
+    stop waits for ever (a member stuck in a rebalance that never ends). ``stop_cancelled``:
+    its stop lets out the CancelledError of a task it cancelled itself, as aiokafka's
+    fetcher does with the broker gone, before it closes its client."""
 
-    def __init__(self, fails: bool, records: list[Record], stuck: bool = False):
+    def __init__(
+        self,
+        fails: bool,
+        records: list[Record],
+        stuck: bool = False,
+        stop_cancelled: bool = False,
+    ):
         self.fails = fails
         self.stuck = stuck
+        self.stop_cancelled = stop_cancelled
         self.records = records
         self.started = False
         self.stopped = False
         self.paused_now: set[Any] = set()
+        self._client = StandInClient()
 
     async def start(self) -> None:
         self.started = True
@@ -46,6 +64,12 @@ class StandInConsumer:
         self.stopped = True
         if self.stuck:
             await asyncio.Event().wait()
+        if self.stop_cancelled:
+            pending = asyncio.create_task(asyncio.sleep(3600))
+            await asyncio.sleep(0)
+            pending.cancel()
+            await pending
+        await self._client.close()
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
         if self.fails:
@@ -212,6 +236,29 @@ async def test_a_poll_a_commit_and_a_stop_are_bounded_when_the_client_hangs() ->
         await source.commit({("t", 0): 1})
     await source.stop()
     assert time.monotonic() - started < 2
+
+
+async def test_a_stop_cut_short_by_the_clients_own_cancelled_task_ends_and_closes_it() -> None:
+    consumer = StandInConsumer(False, [], stop_cancelled=True)
+    source = StandInSource([consumer])
+    await source.start()
+
+    await source.stop()
+    assert consumer.stopped
+    assert consumer._client.closed
+
+
+async def test_a_stop_that_is_itself_cancelled_is_still_cancelled() -> None:
+    consumer = StandInConsumer(False, [], stuck=True)
+    source = StandInSource([consumer])
+    source._client_timeout = 60
+    await source.start()
+
+    stopping = asyncio.create_task(source.stop())
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
 
 
 def test_the_watch_needs_starved_polls_an_answering_broker_and_lag_for_the_whole_time() -> None:
