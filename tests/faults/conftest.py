@@ -8,7 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.faults.harness import stop_leftovers
 from tests.support.kafka_broker import LocalKafkaBroker
+
+
+@pytest.fixture(autouse=True)
+def no_process_outlives_its_test() -> Iterator[None]:
+    yield
+    stop_leftovers()
 
 
 @pytest.fixture(scope="module")

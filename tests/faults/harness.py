@@ -8,6 +8,7 @@ SIGKILL at a chosen point of the pipeline."""
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -179,6 +180,7 @@ class Stack:
                 stderr=out,
             )
         self.processes[name] = process
+        STARTED.append(process)
         if crash_at is None and ports:
             wait_http(f"http://127.0.0.1:{self.ports[name]}/healthz", process, self.log(name))
 
@@ -189,17 +191,25 @@ class Stack:
         process.wait()
 
     def terminate(self, name: str, timeout: float = 60) -> int:
-        """SIGTERM, the graceful stop, and its exit status."""
+        """SIGTERM, the graceful stop, and its exit status. A process still running after
+        ``timeout`` is killed, and the test fails: a graceful stop that does not end is a
+        bug, and the process must not outlive the test."""
         process = self.processes.pop(name)
         process.send_signal(signal.SIGTERM)
-        return process.wait(timeout)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(
+                f"{name} was still running {timeout:.0f}s after SIGTERM; killed"
+            ) from None
 
-    def stop_all(self) -> None:
-        for name in list(self.processes):
-            with contextlib.suppress(Exception):
-                self.terminate(name, timeout=30)
-            if name in self.processes:
-                self.kill(name)
+    def stop_all(self, timeout: float = 30) -> None:
+        """Every process still running: SIGTERM to all at once, SIGKILL to those still
+        there after ``timeout``. Never raises, so it may run on any way out of a test."""
+        processes, self.processes = self.processes, {}
+        stop_processes(list(processes.values()), timeout)
 
     def metrics(self) -> dict[str, float]:
         """The ingress's /metrics, parsed."""
@@ -407,6 +417,38 @@ def send(client: httpx.Client, keys: dict[str, str], n: int, rng: random.Random)
             raise CutOff(team, response.headers[EVENT_ID_HEADER]) from error
     assert usage is not None
     return received(team, model, usage)
+
+
+STARTED: list[subprocess.Popen[bytes]] = []
+"""Every process any stack started, for ``stop_leftovers``."""
+
+
+def stop_processes(processes: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    """SIGTERM to every one still running, then SIGKILL to those left after ``timeout``."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(OSError):
+                process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                process.kill()
+            process.wait()
+
+
+def stop_leftovers(timeout: float = 10) -> None:
+    """Whatever a test left running (it failed before ``running`` could stop it, or popped
+    a process from its stack and lost it), so that no service outlives its test: called
+    after every fault test, and at exit."""
+    leftovers = [process for process in STARTED if process.poll() is None]
+    STARTED.clear()
+    stop_processes(leftovers, timeout)
+
+
+atexit.register(stop_leftovers)
 
 
 @contextlib.contextmanager

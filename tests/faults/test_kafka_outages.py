@@ -4,6 +4,7 @@ the usage they received: nothing lost, nothing doubled."""
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -92,3 +93,109 @@ def test_ingress_restarted_while_its_spool_holds_events(
     assert metrics["meterline_ingress_events_spooled"] == 0
     assert metrics["meterline_ingress_events_dropped_total"] == 0
     assert not list((tmp_path / "data-ingress" / "ingress-spool").glob("*.seg"))
+
+
+def reads(stack: Stack, name: str) -> bool:
+    """Whether the consumer ``name`` has been given partitions."""
+    return "Setting newly assigned partitions" in stack.log(name).read_text()
+
+
+def counted(stack: Stack) -> int:
+    return sum(t["request_count"] for t in stack.report().values())
+
+
+def test_repeated_broker_outages_and_a_consumer_crash_lose_nothing_and_catch_up_quickly(
+    tmp_path: Path, own_broker: LocalKafkaBroker
+) -> None:
+    """Four outages in a row (three crashes, one clean restart), the consumer killed once
+    with the broker up and once while it is down: whatever state each outage leaves the
+    consumer's Kafka client in, it reads on, and within 30 s of the broker's last return
+    the report holds every answered request, once."""
+    stack = Stack.create(tmp_path, own_broker.bootstrap_servers, **FAST_FAILOVER)
+    with running(stack):
+        stack.start("simulator")
+        stack.start("ingress")
+        stack.start("consumer")
+        with Traffic(stack, clients=4, rate=120) as traffic:
+            traffic.wait_for(150)
+            stack.kill("consumer")  # a crash mid-batch, the broker up
+            stack.start("consumer")
+            traffic.wait_for(traffic.count + 150)
+
+            own_broker.kill()  # outage 1, the consumer killed during it
+            time.sleep(3)
+            stack.kill("consumer")
+            own_broker.start()
+            stack.start("consumer")
+            traffic.wait_for(traffic.count + 150)
+
+            own_broker.kill()  # outage 2: longer than the consumer's session
+            time.sleep(6)
+            own_broker.start()
+            traffic.wait_for(traffic.count + 150)
+
+            own_broker.restart()  # outage 3: a clean stop and start
+            traffic.wait_for(traffic.count + 150)
+
+            own_broker.kill()  # outage 4: traffic goes on into the spool, and stops there
+            time.sleep(4)
+            traffic.stop()
+            own_broker.start()
+            back = time.monotonic()
+        assert not traffic.errors, traffic.errors
+        total = len(traffic.received)
+        wait_until(lambda: counted(stack) >= total, 30, "the report caught up")
+        caught_up = time.monotonic() - back
+        got, want = stack.wait_for_report(traffic.received, timeout=10)
+        metrics = stack.metrics()
+    print(
+        f"4 broker outages, 2 consumer crashes: {describe(traffic.received, got)}, caught up "
+        f"{caught_up:.1f}s after the broker's last return; ingress {metrics}"
+    )
+    assert got == want, describe(traffic.received, got)
+    assert metrics["meterline_ingress_events_dropped_total"] == 0
+
+
+def test_sigterm_ends_consumers_whose_broker_is_gone_within_their_deadline(
+    tmp_path: Path, own_broker: LocalKafkaBroker
+) -> None:
+    """``meterline consumer`` and ``meterline all-in-one`` on Kafka hold open batches, the
+    broker dies, and SIGTERM comes: each gives up its batches at its stop deadline (they
+    cannot be committed) and exits; the next consumer reads them again, and nothing is
+    lost or counted twice."""
+    deadline, client_timeout = 5, 3
+    stack = Stack.create(
+        tmp_path,
+        own_broker.bootstrap_servers,
+        METERLINE_MAX_BATCH_ROWS="100000",
+        METERLINE_MAX_BATCH_SECONDS="60",
+        METERLINE_CONSUMER_STOP_TIMEOUT_SECONDS=str(deadline),
+        METERLINE_KAFKA_CLIENT_TIMEOUT_SECONDS=str(client_timeout),
+        **FAST_FAILOVER,
+    )
+    with running(stack):
+        stack.start("simulator")
+        stack.start("ingress")
+        stack.start("consumer")
+        stack.start("worker", command="consumer", data="worker")
+        with Traffic(stack, clients=4, rate=150) as traffic:
+            traffic.wait_for(300)
+            for name in ("consumer", "worker"):
+                wait_until(lambda: reads(stack, name), 60, f"{name} reads")
+            traffic.wait_for(traffic.count + 150)
+        assert not traffic.errors, traffic.errors
+        time.sleep(2)  # the topic's tail fetched, into batches that stay open (60 s)
+        own_broker.kill()
+        for name in ("consumer", "worker"):
+            started = time.monotonic()
+            # Within the deadline, the client's stop and the dead-letter producer's stop.
+            status = stack.terminate(name, timeout=deadline + 2 * client_timeout + 15)
+            took = time.monotonic() - started
+            print(f"{name} stopped {took:.1f}s after SIGTERM, its broker gone")
+            assert status in (0, -signal.SIGTERM), status
+
+        own_broker.start()
+        stack.env["METERLINE_MAX_BATCH_SECONDS"] = "0.3"  # the next consumer writes at once
+        stack.start("consumer")
+        got, want = stack.wait_for_report(traffic.received, timeout=60)
+    assert got == want, describe(traffic.received, got)
