@@ -41,9 +41,10 @@ kafka: install ## fetch Apache Kafka from Maven Central (cached in .cache/kafka)
 	$(UV) run python -m tests.support.kafka_broker --port 9092
 
 .PHONY: lint
-lint: install ## ruff lint and format check
+lint: install ## ruff lint and format check; the service boundary (import-linter)
 	$(UV) run ruff check services tests bench
 	$(UV) run ruff format --check services tests bench
+	$(UV) run lint-imports
 
 .PHONY: format
 format: install ## ruff format and autofix
