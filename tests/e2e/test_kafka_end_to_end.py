@@ -122,7 +122,7 @@ def send_one(stack: Stack, n: int) -> Sent:
     if n % 5 == 0:
         extra_body["prompt_cache_key"] = "shared-prefix"
     if n % 2:
-        raw = client.chat.completions.with_raw_response.create(
+        streamed = client.chat.completions.with_raw_response.create(
             model=f"openai/{model}",
             messages=messages,
             stream=True,
@@ -131,8 +131,9 @@ def send_one(stack: Stack, n: int) -> Sent:
             extra_headers=extra_headers,
         )
         usage = None
-        for chunk in raw.parse():
+        for chunk in streamed.parse():
             usage = chunk.usage or usage
+        headers = streamed.headers
     else:
         raw = client.chat.completions.with_raw_response.create(
             model=f"openai/{model}",
@@ -141,11 +142,12 @@ def send_one(stack: Stack, n: int) -> Sent:
             extra_headers=extra_headers,
         )
         usage = raw.parse().usage
+        headers = raw.headers
     assert usage is not None
     details = usage.prompt_tokens_details
     reasoning = usage.completion_tokens_details
     return Sent(
-        event_id=raw.headers["x-meterline-event-id"],
+        event_id=headers["x-meterline-event-id"],
         team=team,
         user=user,
         tags=tuple(tags),

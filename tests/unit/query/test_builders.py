@@ -4,6 +4,7 @@ query is a visible change to this file. No database needed."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -17,7 +18,7 @@ from meterline.query.builders import (
 )
 from meterline.query.report_query import ReportQuery
 
-MARCH = {"start_date": date(2026, 3, 1), "end_date": date(2026, 3, 31)}
+MARCH: dict[str, Any] = {"start_date": date(2026, 3, 1), "end_date": date(2026, 3, 31)}
 METRIC_SUMS = """\
     sum(total_cost) AS m_total_cost,
     sum(market_cost) AS m_market_cost,
@@ -180,7 +181,7 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
     ],
 )
 def test_the_smallest_exact_source_is_chosen(changes: dict[str, object], table: str) -> None:
-    query = ReportQuery(**{**MARCH, **changes})  # type: ignore[arg-type]
+    query = ReportQuery(**{**MARCH, **changes})
     assert choose_source(query).table == table
 
 
