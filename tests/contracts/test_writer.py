@@ -43,7 +43,7 @@ def writer(request: pytest.FixtureRequest) -> tuple[Writer, Callable[[], int]]:
     client: Client = request.getfixturevalue("clickhouse")
     return (
         ClickHouseWriter(client),
-        lambda: int(client.command("SELECT count() FROM usage_events")),
+        lambda: int(client.query("SELECT count() FROM usage_events").result_rows[0][0]),
     )
 
 
