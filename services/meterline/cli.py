@@ -10,6 +10,10 @@ import logging
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meterline.common.config import GatewayConfig
 
 DEFAULT_PORTS = {"all-in-one": 8080, "ingress": 8080, "query": 8081, "simulator": 8090}
 
@@ -30,7 +34,7 @@ def _serve(app: object, host: str, port: int, log_level: str) -> None:
     )
 
 
-def _load_config(path: Path) -> object:
+def _load_config(path: Path) -> GatewayConfig:
     from meterline.common.config import load_config
 
     if not path.exists():
@@ -43,17 +47,14 @@ def _load_config(path: Path) -> object:
 
 def cmd_all_in_one(args: argparse.Namespace) -> int:
     from meterline.all_in_one.app import AllInOne, AllInOneSettings
-    from meterline.common.config import GatewayConfig
 
     settings = AllInOneSettings.from_env()
     config = _load_config(settings.consumer.config_file)
-    assert isinstance(config, GatewayConfig)
     _serve(AllInOne(settings, config), args.host, args.port, settings.consumer.log_level)
     return 0
 
 
 def cmd_ingress(args: argparse.Namespace) -> int:
-    from meterline.common.config import GatewayConfig
     from meterline.ingress.app import create_app
     from meterline.ingress.publisher import kafka_publisher
     from meterline.ingress.settings import IngressSettings
@@ -62,20 +63,17 @@ def cmd_ingress(args: argparse.Namespace) -> int:
     if not settings.kafka_bootstrap_servers:
         raise SystemExit("meterline ingress needs KAFKA_BOOTSTRAP_SERVERS (or use all-in-one)")
     config = _load_config(settings.config_file)
-    assert isinstance(config, GatewayConfig)
     publisher = kafka_publisher(settings)
     _serve(create_app(settings, config, publisher), args.host, args.port, settings.log_level)
     return 0
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from meterline.common.config import GatewayConfig
     from meterline.query.app import create_app
     from meterline.query.settings import QuerySettings
 
     settings = QuerySettings()
     config = _load_config(settings.config_file)
-    assert isinstance(config, GatewayConfig)
     _serve(create_app(settings, config=config), args.host, args.port, settings.log_level)
     return 0
 
@@ -100,7 +98,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_rollups(args: argparse.Namespace) -> int:
     from meterline.common.clickhouse import connect
-    from meterline.common.config import GatewayConfig
     from meterline.consumer.rebuild import RebuildError, rebuild
     from meterline.consumer.settings import ConsumerSettings
 
@@ -111,7 +108,6 @@ def cmd_rollups(args: argparse.Namespace) -> int:
         from meterline.consumer.enrich import Enricher
 
         config = _load_config(settings.config_file)
-        assert isinstance(config, GatewayConfig)
         enricher = Enricher(GenaiPrices(config.price_aliases()), config)
     client = connect(settings.resolved_clickhouse_url(), settings.clickhouse_database)
     try:

@@ -1,4 +1,4 @@
-"""The tagging rules (REPORT_API.md) under arbitrary bodies and headers: either an
+"""The tagging rules (ingress/tagging.py) under arbitrary bodies and headers: either an
 attribution within every limit, or a 400 naming what was wrong; never another error.
 ``providerOptions`` never survives into the body that goes upstream."""
 

@@ -1,4 +1,4 @@
-"""Who a request is for and how it is tagged (REPORT_API.md, "Tagging a request").
+"""Who a request is for and how it is tagged (README, "Tagging requests").
 
 Sources, merged:
 

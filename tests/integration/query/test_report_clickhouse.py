@@ -584,7 +584,8 @@ def test_migrations_twice_change_nothing(clickhouse: Client) -> None:
         ).result_rows
     }
     assert set(COLUMNS) <= columns
-    # Every view's target carries the deduplication window (see ENGINE_NOTES.md).
+    # Every view's target carries the deduplication window: a batch inserted again with
+    # its token is dropped from the rollups too, not only from the raw table.
     for table in ROLLUPS:
         create = dict(before)[table]
         assert "non_replicated_deduplication_window" in create, table

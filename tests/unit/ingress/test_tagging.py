@@ -1,4 +1,4 @@
-"""REPORT_API.md, "Tagging a request": sources, precedence, merging and every limit."""
+"""Tagging a request (ingress/tagging.py): sources, precedence, merging and every limit."""
 
 from __future__ import annotations
 

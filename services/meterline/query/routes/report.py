@@ -1,6 +1,6 @@
 """``GET /v1/report``: the team's usage and costs for a date range, grouped and filtered as
-asked (see REPORT_API.md). Reads rollups only, except for time zones with a fractional UTC
-offset (see builders/base.py)."""
+asked (the parameters: ``ReportQuery`` in report_query.py). Reads rollups only, except for
+time zones with a fractional UTC offset (see builders/base.py)."""
 
 from __future__ import annotations
 
