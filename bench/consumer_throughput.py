@@ -217,13 +217,11 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
     from meterline.common.clickhouse import connect
     from meterline.common.codec import UsageEventCodec
     from meterline.common.migrations import migrate
-    from meterline.common.pricing import GenaiPrices
+    from meterline.consumer.assemble import build_pipeline, enricher
     from meterline.consumer.batch_log import ClickHouseBatchLog
     from meterline.consumer.dead_letter import KafkaDeadLetter
     from meterline.consumer.engine_write import EngineWriter
-    from meterline.consumer.enrich import Enricher
     from meterline.consumer.main import tune_interpreter
-    from meterline.consumer.pipeline import Pipeline
     from meterline.consumer.settings import ConsumerSettings
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
@@ -236,15 +234,13 @@ async def consume_once(bootstrap: str, topic: str, events: int, batch_rows: int)
         await dead_letter.start()
         source = timed_kafka_source(bootstrap, topic, group)
         codec = UsageEventCodec()
-        pipeline = Pipeline(
+        pipeline = build_pipeline(
+            settings,
             source=source,
-            codec=codec,
-            writer=EngineWriter(
-                client, codec, Enricher(GenaiPrices(config.price_aliases()), config)
-            ),
+            writer=EngineWriter(client, codec, enricher(config)),
             dead_letter=dead_letter,
             batch_log=ClickHouseBatchLog(client, group),
-            settings=settings,
+            codec=codec,
         )
         tune_interpreter()
         stop = asyncio.Event()
@@ -384,10 +380,9 @@ def stages_once(events: int, batch_rows: int = 100_000) -> dict[str, Any]:
     from meterline.common.clickhouse import connect
     from meterline.common.codec import UsageEventCodec
     from meterline.common.migrations import migrate
-    from meterline.common.pricing import GenaiPrices
+    from meterline.consumer.assemble import enricher
     from meterline.consumer.decode import Decoder
     from meterline.consumer.engine_write import EngineWriter
-    from meterline.consumer.enrich import Enricher
     from meterline.consumer.write import ClickHouseWriter
 
     codec = UsageEventCodec()
@@ -396,7 +391,7 @@ def stages_once(events: int, batch_rows: int = 100_000) -> dict[str, Any]:
         for offset, e in enumerate(make_events(events))
     ]
     config = gateway_config()
-    enricher = Enricher(GenaiPrices(config.price_aliases()), config)
+    prices = enricher(config)
     decoder = Decoder(codec)
     result: dict[str, Any] = {"events": events, "batch_rows": batch_rows}
     # Written before each writer is timed: the engine's first queries and the price lookups
@@ -414,12 +409,12 @@ def stages_once(events: int, batch_rows: int = 100_000) -> dict[str, Any]:
     decoded = [decoder.decode(m) for m in messages]
     result["decode_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
     started = cpu_seconds()
-    rows = [enricher.row(e) for e in decoded]  # type: ignore[arg-type]
+    rows = [prices.row(e) for e in decoded]  # type: ignore[arg-type]
     result["price_cpu_us"] = round((cpu_seconds() - started) / events * 1e6, 1)
     with engine_directory() as directory:
         client = connect(f"chdb://{directory}", "bench_engine")
         migrate(client)
-        engine = EngineWriter(client, codec, Enricher(GenaiPrices(config.price_aliases()), config))
+        engine = EngineWriter(client, codec, enricher(config))
         asyncio.run(engine.write(warm_up, "stages/warm-up"))
         started, wall = cpu_seconds(), time.perf_counter()
         for first in range(0, events, batch_rows):

@@ -102,16 +102,14 @@ def cmd_rollups(args: argparse.Namespace) -> int:
     from meterline.consumer.settings import ConsumerSettings
 
     settings = ConsumerSettings()
-    enricher = None
+    prices = None
     if args.reprice:
-        from meterline.common.pricing import GenaiPrices
-        from meterline.consumer.enrich import Enricher
+        from meterline.consumer.assemble import enricher
 
-        config = _load_config(settings.config_file)
-        enricher = Enricher(GenaiPrices(config.price_aliases()), config)
+        prices = enricher(_load_config(settings.config_file))
     client = connect(settings.resolved_clickhouse_url(), settings.clickhouse_database)
     try:
-        result = rebuild(client, args.from_date, args.to_date, enricher)
+        result = rebuild(client, args.from_date, args.to_date, prices)
     except RebuildError as error:
         raise SystemExit(f"rollups rebuild: {error}") from None
     if args.reprice:

@@ -22,19 +22,11 @@ from starlette.types import Receive, Scope, Send
 from meterline.all_in_one.settings import LocalLogSettings
 from meterline.common.bus import Bus, InProcessBus
 from meterline.common.clickhouse import connect
-from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig
 from meterline.common.local_log import LocalLog
-from meterline.common.migrations import migrate
-from meterline.common.pricing import GenaiPrices
-from meterline.consumer.batch_log import ClickHouseBatchLog
-from meterline.consumer.dead_letter import DeadLetterSink, KafkaDeadLetter, MemoryDeadLetter
-from meterline.consumer.engine_write import EngineWriter
-from meterline.consumer.enrich import Enricher
-from meterline.consumer.main import stop_dead_letter
+from meterline.consumer.assemble import open_consumer
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
-from meterline.consumer.source import BusSource, KafkaSource, MessageSource
 from meterline.ingress.app import create_app as create_ingress_app
 from meterline.ingress.publisher import BusPublisher, UsagePublisher, kafka_publisher
 from meterline.ingress.settings import IngressSettings
@@ -139,49 +131,20 @@ class AllInOne:
 
     @contextlib.asynccontextmanager
     async def _consumer(self, stop: asyncio.Event) -> AsyncIterator[Pipeline]:
-        settings = self.settings.consumer
-        client = self._client()
-        await asyncio.to_thread(migrate, client)
-        source: MessageSource
-        dead_letter: DeadLetterSink
-        kafka_dead_letter: KafkaDeadLetter | None = None
-        if settings.kafka_bootstrap_servers:
-            source = KafkaSource.from_settings(settings)
-            kafka_dead_letter = KafkaDeadLetter(
-                settings.kafka_bootstrap_servers, settings.dead_letter_topic
-            )
-            await kafka_dead_letter.start()
-            dead_letter = kafka_dead_letter
-        else:
-            source = BusSource(self.bus)
-            dead_letter = MemoryDeadLetter()
-        codec = UsageEventCodec()
-        self.pipeline = Pipeline(
-            source=source,
-            codec=codec,
-            writer=EngineWriter(
-                client,
-                codec,
-                Enricher(GenaiPrices(self.config.price_aliases()), self.config),
-                # The views one after another: fed side by side they sped the insert up but,
-                # on the cores the gateway shares, tripled its p99 at 500 req/s (24-31 ms ->
-                # 76-110 ms, bench/ingress_overhead.py's load, interleaved runs).
-                parallel_views=False,
-            ),
-            dead_letter=dead_letter,
-            batch_log=ClickHouseBatchLog(client, settings.consumer_group),
-            settings=settings,
-        )
-        task = asyncio.create_task(self.pipeline.run(stop), name="consumer")
-        task.add_done_callback(lambda done: self._consumer_ended(done, stop))
-        try:
-            yield self.pipeline
-        finally:
-            # Bounded: the pipeline gives up its open batches after its stop deadline.
-            stop.set()
-            await task
-            if kafka_dead_letter is not None:
-                await stop_dead_letter(kafka_dead_letter, settings)
+        # The views one after another: fed side by side they sped the insert up but, on the
+        # cores the gateway shares, tripled its p99 (BENCHMARKS.md: the rollups' views).
+        async with open_consumer(
+            self.settings.consumer, self.config, bus=self.bus, parallel_views=False
+        ) as pipeline:
+            self.pipeline = pipeline
+            task = asyncio.create_task(pipeline.run(stop), name="consumer")
+            task.add_done_callback(lambda done: self._consumer_ended(done, stop))
+            try:
+                yield pipeline
+            finally:
+                # Bounded: the pipeline gives up its open batches after its stop deadline.
+                stop.set()
+                await task
 
     def _consumer_ended(self, task: asyncio.Task[None], stop: asyncio.Event) -> None:
         if stop.is_set() or task.cancelled() or task.exception() is None:

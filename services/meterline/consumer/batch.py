@@ -1,4 +1,4 @@
-"""Step 3: messages gathered per partition until a batch is full or old enough.
+"""Messages gathered per partition until a batch is full or old enough.
 
 A batch covers one contiguous offset range of one partition, so its deduplication token
 (topic, partition, first and last offset) names exactly the messages inside it."""

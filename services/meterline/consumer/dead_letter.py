@@ -7,7 +7,7 @@ whole stream into the dead-letter topic."""
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import Any, Protocol
 
 from meterline.consumer.decode import Rejected
 
@@ -55,6 +55,25 @@ class CircuitBreaker:
             self.record(False)
 
 
+class KafkaProducerClient(Protocol):
+    """What this module calls on ``aiokafka.AIOKafkaProducer`` (aiokafka has no type hints)."""
+
+    async def start(self) -> None: ...
+
+    async def send(
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+    ) -> Any: ...
+
+    async def flush(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
 class KafkaDeadLetter:
     """Produces to the dead-letter topic: same key, original bytes, the reason and the
     source position in headers."""
@@ -62,12 +81,12 @@ class KafkaDeadLetter:
     def __init__(self, bootstrap_servers: str, topic: str):
         self._bootstrap = bootstrap_servers
         self._topic = topic
-        self._producer: object | None = None
+        self._producer: KafkaProducerClient | None = None
 
     async def start(self) -> None:
         from aiokafka import AIOKafkaProducer
 
-        producer = AIOKafkaProducer(
+        producer: KafkaProducerClient = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap, enable_idempotence=True, acks="all"
         )
         await producer.start()
@@ -77,7 +96,7 @@ class KafkaDeadLetter:
         if self._producer is None:
             raise RuntimeError("KafkaDeadLetter.start() was not called")
         message = rejected.message
-        await self._producer.send(  # type: ignore[attr-defined]
+        await self._producer.send(
             self._topic,
             value=message.value,
             key=message.key,
@@ -89,11 +108,11 @@ class KafkaDeadLetter:
 
     async def flush(self) -> None:
         if self._producer is not None:
-            await self._producer.flush()  # type: ignore[attr-defined]
+            await self._producer.flush()
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await self._producer.stop()  # type: ignore[attr-defined]
+            await self._producer.stop()
             self._producer = None
 
 

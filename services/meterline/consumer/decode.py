@@ -1,5 +1,5 @@
-"""Step 2: a message's event id, and bytes -> a validated UsageEvent (or the reason it
-cannot be one) wherever Python decodes."""
+"""A message's event id, and bytes -> a validated UsageEvent (or the reason it cannot be
+one) wherever Python decodes."""
 
 from __future__ import annotations
 
@@ -22,16 +22,21 @@ EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 class Rejected:
     message: BusMessage
     reason: str
+    event_id: str | None = None
+    """The id, where the message has one that could be read: the pipeline had counted it
+    among its batch's ids, and forgets it, so that a valid repeat is not taken for a
+    duplicate."""
 
 
 def decode(codec: UsageEventCodec, message: BusMessage) -> UsageEvent | Rejected:
     try:
         event = codec.decode(message.value)
-        event.validate()
     except DecodeError as error:
         return Rejected(message, f"undecodable: {error}")
+    try:
+        event.validate()
     except EventValidationError as error:
-        return Rejected(message, f"invalid: {error}")
+        return Rejected(message, f"invalid: {error}", event.event_id)
     return event
 
 
@@ -45,12 +50,13 @@ class Decoder:
         self._codec = codec
         newest = codec.reader_schema
         self._fingerprint = newest.fingerprint
+        self._header = MARKER + newest.fingerprint
         self._plain_schema = fastavro.parse_schema(_without_logical_types(newest.parsed))
 
     def event_id(self, message: BusMessage) -> str | Rejected:
         """The message's event id: read from its bytes when it has the newest schema (nearly
         always), else by decoding it, which rejects a message that is no usage event."""
-        event_id = event_id_in_place(message.value, MARKER + self._fingerprint)
+        event_id = event_id_in_place(message.value, self._header)
         if event_id is not None:
             return event_id
         result = self.decode(message)
@@ -64,9 +70,9 @@ class Decoder:
             event = self._decode_newest(data)
             event.validate()
         except DecodeError as error:
-            return Rejected(message, f"undecodable: {error}")
+            return Rejected(message, f"undecodable: {error}", event_id_in_place(data, self._header))
         except EventValidationError as error:
-            return Rejected(message, f"invalid: {error}")
+            return Rejected(message, f"invalid: {error}", event_id_in_place(data, self._header))
         return event
 
     def _decode_newest(self, data: bytes) -> UsageEvent:

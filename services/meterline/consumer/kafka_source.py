@@ -37,6 +37,41 @@ def cancelled_from_outside() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+class KafkaRecord(Protocol):
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+class KafkaPartition(Protocol):
+    topic: str
+    partition: int
+
+
+class KafkaConsumerClient(Protocol):
+    """What this module calls on ``aiokafka.AIOKafkaConsumer`` (aiokafka has no type hints)."""
+
+    def subscribe(self, topics: list[str], *, listener: Any) -> None: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def getmany(
+        self, *, timeout_ms: int, max_records: int
+    ) -> dict[Any, list[KafkaRecord]]: ...
+
+    async def commit(self, offsets: dict[Any, int]) -> None: ...
+
+    def assignment(self) -> set[KafkaPartition]: ...
+
+    def pause(self, *partitions: KafkaPartition) -> None: ...
+
+    def resume(self, *partitions: KafkaPartition) -> None: ...
+
+
 class StallWatch:
     """Tells a Kafka consumer that makes no progress from one that has nothing to read.
 
@@ -223,7 +258,7 @@ class KafkaSource:
         self._group_id = group_id
         self._session_timeout_ms = session_timeout_ms
         self._options = options
-        self._consumer: object | None = None
+        self._consumer: KafkaConsumerClient | None = None
         self._paused = False
         # Records that a keep-alive poll returned while paused, handed out by the next poll.
         self._held: list[BusMessage] = []
@@ -255,7 +290,7 @@ class KafkaSource:
     async def start(self) -> None:
         consumer = self._new_consumer()
         try:
-            await bounded(consumer.start(), self._start_timeout)  # type: ignore[attr-defined]
+            await bounded(consumer.start(), self._start_timeout)
         except BaseException:
             await self._abandon(consumer)
             raise
@@ -267,10 +302,10 @@ class KafkaSource:
         if self._watching is None:
             self._watching = asyncio.create_task(self._watch(), name="kafka-stall-watch")
 
-    def _new_consumer(self) -> object:
+    def _new_consumer(self) -> KafkaConsumerClient:
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer(
+        consumer: KafkaConsumerClient = AIOKafkaConsumer(
             bootstrap_servers=self._bootstrap,
             group_id=self._group_id,
             enable_auto_commit=False,
@@ -288,13 +323,13 @@ class KafkaSource:
     def _new_probe(self) -> OffsetsProbe:
         return KafkaOffsetsProbe(self._bootstrap, self._topic, self._group_id)
 
-    async def _abandon(self, consumer: object | None) -> None:
+    async def _abandon(self, consumer: KafkaConsumerClient | None) -> None:
         """Stop a client, but for no longer than the client timeout: a stuck one may never
         finish stopping (leaving the group needs the coordinator it cannot find)."""
         if consumer is None:
             return
         try:
-            await bounded(consumer.stop(), self._client_timeout)  # type: ignore[attr-defined]
+            await bounded(consumer.stop(), self._client_timeout)
         except asyncio.CancelledError:
             # aiokafka's stop cancels its fetcher's pending tasks and awaits them without
             # catching their CancelledError (aio-libs/aiokafka#647), which then looks like a
@@ -307,7 +342,7 @@ class KafkaSource:
             log.warning("the Kafka consumer did not stop cleanly (%r); abandoned", error)
             await self._close_connections(consumer)
 
-    async def _close_connections(self, consumer: object) -> None:
+    async def _close_connections(self, consumer: KafkaConsumerClient) -> None:
         """What a stop cut short skips last: the client's connections and metadata task,
         which would otherwise reconnect to a dead broker ten times a second for as long as
         the process lives (aiokafka's private client: the consumer has no public way)."""
@@ -340,7 +375,7 @@ class KafkaSource:
             except Exception as again:
                 log.error("starting a new Kafka consumer failed (%r); retrying", again)
 
-    def _kafka(self) -> object:
+    def _kafka(self) -> KafkaConsumerClient:
         if self._consumer is None:
             raise RuntimeError("KafkaSource.start() was not called")
         return self._consumer
@@ -367,9 +402,7 @@ class KafkaSource:
         try:
             # Bounded from outside: during a rebalance getmany waits without its timeout.
             records = await bounded(
-                consumer.getmany(  # type: ignore[attr-defined]
-                    timeout_ms=int(timeout * 1000), max_records=max_messages
-                ),
+                consumer.getmany(timeout_ms=int(timeout * 1000), max_records=max_messages),
                 timeout + self._client_timeout,
             )
         except TimeoutError:
@@ -392,7 +425,7 @@ class KafkaSource:
 
         if offsets:
             await bounded(
-                self._kafka().commit(  # type: ignore[attr-defined]
+                self._kafka().commit(
                     {
                         TopicPartition(topic, partition): offset
                         for (topic, partition), offset in offsets.items()
@@ -406,19 +439,12 @@ class KafkaSource:
     def pause(self) -> None:
         self._paused = self.watch.paused = True
         if self._consumer is not None:
-            self._consumer.pause(*self._consumer.assignment())  # type: ignore[attr-defined]
+            self._consumer.pause(*self._consumer.assignment())
 
     def resume(self) -> None:
         self._paused = self.watch.paused = False
         if self._consumer is not None:
-            self._consumer.resume(*self._consumer.assignment())  # type: ignore[attr-defined]
-
-    @property
-    def paused_partitions(self) -> set[tuple[str, int]]:
-        if self._consumer is None:
-            return set()
-        paused = self._consumer.paused()  # type: ignore[attr-defined]
-        return {(tp.topic, tp.partition) for tp in paused}
+            self._consumer.resume(*self._consumer.assignment())
 
     async def keep_alive(self) -> None:
         """A consumer that has not asked for records for ``max_poll_interval_ms`` (5 minutes

@@ -8,17 +8,8 @@ import logging
 import signal
 import sys
 
-from meterline.common.clickhouse import connect
-from meterline.common.codec import UsageEventCodec
 from meterline.common.config import load_config
-from meterline.common.migrations import migrate
-from meterline.common.pricing import GenaiPrices
-from meterline.consumer.batch_log import ClickHouseBatchLog
-from meterline.consumer.dead_letter import KafkaDeadLetter
-from meterline.consumer.engine_write import EngineWriter
-from meterline.consumer.enrich import Enricher
-from meterline.consumer.kafka_source import KafkaSource, bounded
-from meterline.consumer.pipeline import Pipeline
+from meterline.consumer.assemble import open_consumer
 from meterline.consumer.settings import ConsumerSettings
 
 log = logging.getLogger("meterline.consumer")
@@ -54,40 +45,9 @@ def tune_interpreter() -> None:
 async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
     if not settings.kafka_bootstrap_servers:
         raise SystemExit("meterline consumer needs KAFKA_BOOTSTRAP_SERVERS")
-    config = load_config(settings.config_file)
-    client = connect(settings.resolved_clickhouse_url(), settings.clickhouse_database)
-    migrate(client)
-    dead_letter = KafkaDeadLetter(settings.kafka_bootstrap_servers, settings.dead_letter_topic)
-    await dead_letter.start()
-    codec = UsageEventCodec()
-    try:
-        pipeline = Pipeline(
-            source=KafkaSource.from_settings(settings),
-            codec=codec,
-            writer=EngineWriter(
-                client, codec, Enricher(GenaiPrices(config.price_aliases()), config)
-            ),
-            dead_letter=dead_letter,
-            batch_log=ClickHouseBatchLog(client, settings.consumer_group),
-            settings=settings,
-        )
+    async with open_consumer(settings, load_config(settings.config_file)) as pipeline:
         tune_interpreter()
         await pipeline.run(stop)
-    finally:
-        await stop_dead_letter(dead_letter, settings)
-
-
-async def stop_dead_letter(dead_letter: KafkaDeadLetter, settings: ConsumerSettings) -> None:
-    """Its producer's stop sends what it still holds, and with the broker gone it would
-    wait for ever: bounded, so that a SIGTERM still ends the process (a dead letter not
-    sent is sent again, since its batch was not committed)."""
-    try:
-        await bounded(dead_letter.stop(), settings.kafka_client_timeout_seconds)
-    except TimeoutError:
-        log.error(
-            "the dead-letter producer did not stop within %.0fs; abandoned",
-            settings.kafka_client_timeout_seconds,
-        )
 
 
 def main() -> None:

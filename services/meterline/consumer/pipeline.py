@@ -59,7 +59,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from meterline.common.bus import BusMessage
-from meterline.common.codec import UsageEventCodec
 from meterline.consumer.batch import Batch
 from meterline.consumer.batch_log import BatchLog
 from meterline.consumer.dead_letter import CircuitBreaker, DeadLetterSink
@@ -94,25 +93,27 @@ class Pipeline:
     def __init__(
         self,
         source: MessageSource,
-        codec: UsageEventCodec,
+        decoder: Decoder,
         writer: BatchWriter,
         dead_letter: DeadLetterSink,
         batch_log: BatchLog,
+        breaker: CircuitBreaker,
+        recent_ids: RecentIds,
         settings: ConsumerSettings,
     ):
+        """Built by ``consumer.assemble.build_pipeline``, which makes the decoder, the
+        breaker and the recent ids from the settings."""
         self._source = source
-        self._decoder = Decoder(codec)
+        self._decoder = decoder
         self._writer = writer
         self._dead_letter = dead_letter
         self._batch_log = batch_log
         self._settings = settings
-        self._breaker = CircuitBreaker(
-            settings.dead_letter_breaker_ratio, settings.dead_letter_breaker_min_messages
-        )
+        self._breaker = breaker
         self._open: dict[tuple[str, int], Batch] = {}
         self._planned: dict[tuple[str, int], dict[int, int]] = {}
         self._next_offset: dict[tuple[str, int], int] = {}
-        self._recent_ids = RecentIds(settings.dedupe_window_events)
+        self._recent_ids = recent_ids
         # The batch being written while the next one is read and priced (one at a time).
         self._writing: asyncio.Task[None] | None = None
         self._writing_batch: Batch | None = None
@@ -317,9 +318,8 @@ class Pipeline:
 
         await self._retry(f"inserting batch {batch.deduplication_token}", write)
         for each in rejected:
-            event_id = self._decoder.event_id(each.message)
-            if isinstance(event_id, str):
-                batch.event_ids.discard(event_id)
+            if each.event_id is not None:
+                batch.event_ids.discard(each.event_id)
             await self._reject(each)
         self._breaker.record_successes(len(batch.messages) - len(rejected))
         await self._dead_letter.flush()

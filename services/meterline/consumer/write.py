@@ -1,4 +1,4 @@
-"""Step 5: a batch's messages become rows of the raw table; the materialized views feed
+"""A batch's messages become rows of the raw table; the materialized views feed
 the rollups in the same insert.
 
 ``BatchWriter`` is the step as the pipeline sees it: messages in, the rejected ones out.
@@ -74,7 +74,7 @@ def python_rows(
             rows.append(enricher.row(result))
         except Exception as error:  # a pricing bug must not stop the stream: dead-letter it
             log.exception("enriching event %s failed", result.event_id)
-            rejected.append(Rejected(message, f"enrich failed: {error}"))
+            rejected.append(Rejected(message, f"enrich failed: {error}", result.event_id))
     return rows, rejected
 
 

@@ -17,6 +17,7 @@ from meterline.common.codec import MARKER, UsageEventCodec
 from meterline.common.config import GatewayConfig, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import StaticPrices
+from meterline.consumer.assemble import build_pipeline
 from meterline.consumer.batch_log import ClickHouseBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, KafkaDeadLetter
 from meterline.consumer.engine_write import EngineWriter
@@ -56,15 +57,15 @@ def pipeline(
     bootstrap: str, topic: str, group: str, client: Client, dead_letter: KafkaDeadLetter, **kw: int
 ) -> Pipeline:
     settings = ConsumerSettings(max_batch_rows=50, max_batch_seconds=0.1, **kw)  # type: ignore[arg-type]
-    return Pipeline(
+    return build_pipeline(
+        settings,
         source=KafkaSource(bootstrap, topic, group),
-        codec=CODEC,
         writer=EngineWriter(
             client, CODEC, Enricher(StaticPrices({}), GatewayConfig(teams=[TeamConfig(id="acme")]))
         ),
         dead_letter=dead_letter,
         batch_log=ClickHouseBatchLog(client, group),
-        settings=settings,
+        codec=CODEC,
     )
 
 

@@ -14,6 +14,7 @@ from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.consumer.assemble import build_pipeline
 from meterline.consumer.batch_log import MemoryBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, MemoryDeadLetter
 from meterline.consumer.enrich import Enricher
@@ -83,15 +84,15 @@ def build(
     **kw: object,
 ) -> Pipeline:
     codec = UsageEventCodec()
-    return Pipeline(
+    return build_pipeline(
+        settings(**kw),
         source=source if isinstance(source, BusSource) else BusSource(source),
-        codec=codec,
         writer=PythonBatchWriter(
             codec, Enricher(StaticPrices({("openai", "gpt-x"): RATES}), CONFIG), writer
         ),
         dead_letter=dlq,
         batch_log=log or MemoryBatchLog(),
-        settings=settings(**kw),
+        codec=codec,
     )
 
 
@@ -221,13 +222,13 @@ async def test_the_next_batch_is_read_while_one_is_written() -> None:
     for _ in range(6):
         bus.publish_nowait(None, codec.encode(event()))
     writer = GatedWriter()
-    pipeline = Pipeline(
+    pipeline = build_pipeline(
+        settings(max_batch_rows=3, max_batch_seconds=60),
         source=BusSource(bus),
-        codec=codec,
         writer=writer,
         dead_letter=MemoryDeadLetter(),
         batch_log=MemoryBatchLog(),
-        settings=settings(max_batch_rows=3, max_batch_seconds=60),
+        codec=codec,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(pipeline.run(stop))

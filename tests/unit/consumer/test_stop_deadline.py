@@ -13,6 +13,7 @@ from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import StaticPrices
+from meterline.consumer.assemble import build_pipeline
 from meterline.consumer.batch_log import MemoryBatchLog
 from meterline.consumer.dead_letter import MemoryDeadLetter
 from meterline.consumer.enrich import Enricher
@@ -96,15 +97,15 @@ def pipeline(source: StuckSource, writer: MemoryWriter, **settings: object) -> P
         "consumer_stop_timeout_seconds": 0.5,
         "insert_retry_max_seconds": 0.05,
     }
-    return Pipeline(
+    return build_pipeline(
+        ConsumerSettings(**(values | settings)),  # type: ignore[arg-type]
         source=source,
-        codec=CODEC,
         writer=PythonBatchWriter(
             CODEC, Enricher(StaticPrices({}), GatewayConfig(teams=[TeamConfig(id="acme")])), writer
         ),
         dead_letter=MemoryDeadLetter(),
         batch_log=MemoryBatchLog(),
-        settings=ConsumerSettings(**(values | settings)),  # type: ignore[arg-type]
+        codec=CODEC,
     )
 
 
