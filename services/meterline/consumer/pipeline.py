@@ -1,4 +1,5 @@
-"""The consumer pipeline, assembled in one place.
+"""The consumer pipeline: what happens to every message, in order (``assemble.py`` puts it
+together).
 
 Steps, in order, for every message:
 

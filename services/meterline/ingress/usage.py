@@ -1,4 +1,4 @@
-"""Provider usage -> the event's token convention (ARCHITECTURE.md, "The usage event").
+"""Provider usage -> the event's token convention (written in ``common/events.py``).
 
 OpenAI Chat Completions already counts the way the event does: ``prompt_tokens`` includes
 cached tokens and ``completion_tokens`` includes reasoning tokens, so the mapping is a
