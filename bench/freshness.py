@@ -47,9 +47,9 @@ from bench.common import (
 )
 from bench.ingress_overhead import request_bodies
 from meterline.common.config import new_key
-from meterline.common.processes import free_port, meterline_process, wait_http
 from meterline.consumer.settings import ConsumerSettings
 from meterline.demo import write_config
+from meterline.processes import free_port, meterline_process, wait_http
 
 NAME = "freshness"
 PROVIDER_KEY = "sk-bench-simulator"

@@ -43,8 +43,8 @@ from bench.common import (
     write_results,
 )
 from meterline.common.config import new_key
-from meterline.common.processes import free_port, meterline_process, wait_http
 from meterline.demo import write_config
+from meterline.processes import free_port, meterline_process, wait_http
 
 NAME = "ingress_overhead"
 PROVIDER_KEY = "sk-bench-simulator"

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from meterline.common.config import hash_key, new_key
-from meterline.common.processes import free_port, meterline_process, wait_http
+from meterline.processes import free_port, meterline_process, wait_http
 
 USERS = [f"acct_{n}" for n in range(1001, 1009)]
 PLANS = ["plan:enterprise", "plan:pro", "plan:free"]

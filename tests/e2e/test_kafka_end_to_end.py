@@ -26,8 +26,8 @@ import pytest
 from genai_prices import Usage, calc_price
 
 from meterline.common.config import new_key
-from meterline.common.processes import free_port, meterline_process, wait_http
 from meterline.demo import write_config
+from meterline.processes import free_port, meterline_process, wait_http
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.clickhouse]
 

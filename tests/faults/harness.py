@@ -32,9 +32,9 @@ import httpx
 from genai_prices import Usage, calc_price
 
 from meterline.common.config import new_key
-from meterline.common.processes import free_port, wait_http
 from meterline.demo import write_config
 from meterline.ingress.metering import EVENT_ID_HEADER
+from meterline.processes import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 TEAMS = ("acme", "globex", "initech", "umbrella")

@@ -32,7 +32,7 @@ import pytest
 from genai_prices import Usage, calc_price, extract_usage
 
 from meterline.common.config import hash_key, new_key
-from meterline.common.processes import free_port, meterline_process, wait_http
+from meterline.processes import free_port, meterline_process, wait_http
 from meterline.simulator.usage import request_digest
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.e2e]
