@@ -13,10 +13,10 @@ class RecentIds:
     """The ids most recently written: at least the newest ``capacity``, at most twice that.
 
     Two generations of ids instead of an exact window: remembering a batch is one set update
-    in C (about 0.08 µs an id, against 0.8 for an ordered dict evicting one id at a time, on
-    the consumer's event loop), and the window only has to be at least as long as repeats
-    are late. When the newer generation holds ``capacity`` ids it becomes the older one, and
-    the old older one is forgotten.
+    in C, ten times cheaper on the consumer's event loop than an ordered dict evicting one id
+    at a time (BENCHMARKS.md, consumer throughput), and the window only has to be at least
+    as long as repeats are late. When the newer generation holds ``capacity`` ids it becomes
+    the older one, and the old older one is forgotten.
 
     Ids are remembered only once their batch is written: remembering them earlier would
     drop the re-read copies of a batch that never reached the warehouse."""

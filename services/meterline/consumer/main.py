@@ -32,11 +32,11 @@ def tune_interpreter() -> None:
     every collection; a higher threshold runs far fewer.
 
     The interpreter lock: the event loop accepts messages without pause while the writer's
-    thread goes in and out of the engine, and each time it comes back it waits for the lock.
-    At the default 5 ms a step of a few calls (recording a batch: one insert) took 0.3 s;
-    at 0.5 ms, 0.02 s.
+    thread goes in and out of the engine, and each time it comes back it waits for the lock,
+    up to a whole switch interval: a step of a few calls (recording a batch) took over ten
+    times longer at the default.
 
-    Measured with bench.consumer_throughput: BENCHMARKS.md, consumer throughput."""
+    BENCHMARKS.md (consumer throughput) has the numbers."""
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD)
     sys.setswitchinterval(GIL_SWITCH_INTERVAL_SECONDS)

@@ -13,10 +13,9 @@ class ConsumerSettings(CommonSettings):
     max_batch_rows: int = Field(default=100_000, ge=1)
     """A batch closes at this many rows... Every insert costs a part per table fed (the raw
     table and each rollup) whatever its size, and the engine merges them all later, so large
-    batches are what make a consumer fast when it has a backlog (BENCHMARKS.md: 50,000 rows
-    -> 100,000 rows, 44,565 -> 52,750 events/s); at lower rates the age limit closes
-    batches first. Two batches at most are in memory (BENCHMARKS.md has the peak RSS per
-    batch size)."""
+    batches are what make a consumer fast when it has a backlog (BENCHMARKS.md, consumer
+    throughput by batch size); at lower rates the age limit closes batches first. Two
+    batches at most are in memory (BENCHMARKS.md has the peak RSS per batch size)."""
     max_batch_seconds: float = Field(default=1.0, gt=0)
     """...or when its oldest row is this old, whichever comes first."""
     dedupe_window_events: int = Field(default=1_000_000, ge=0)

@@ -1,9 +1,9 @@
 """The ingress's HTTP client to providers: one pooled ``aiohttp.ClientSession``.
 
 A gateway's own CPU per call is what it adds to every call's latency. httpx's pool (httpcore
-over anyio streams) cost about 1.4 ms of CPU per proxied call; with aiohttp's pool under
-httpx's client API, httpx's request and response objects were still an eighth of the
-gateway's CPU (measured with ``bench/ingress_overhead.py``). So the forwarding code speaks to
+over anyio streams) was most of the gateway's CPU per proxied call, and with aiohttp's pool
+under httpx's client API, httpx's request and response objects were still a large share
+(BENCHMARKS.md, ingress overhead). So the forwarding code speaks to
 aiohttp directly, through the two small types here: ``ProviderClient.post`` and the
 ``ProviderResponse`` it returns. aiohttp's many exceptions become the four failures the
 forwarding code tells apart (``UpstreamError``'s subclasses): whether the request may have
