@@ -33,8 +33,8 @@ FAST = Decoder(CODEC)
 LONG = st.integers(min_value=0, max_value=2**63 - 1)
 UINT32 = st.integers(min_value=0, max_value=MAX_UINT32)
 # Avro strings are UTF-8: lone surrogates cannot be encoded by anyone, so they are not data.
-TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
-NAME = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
+NAME = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=40)
 
 
 def header() -> bytes:
@@ -106,7 +106,7 @@ def events(draw: st.DrawFn, tokens: st.SearchStrategy[int] = LONG) -> UsageEvent
             min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
         )
     )
-    tag = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=MAX_TAG_LENGTH)
+    tag = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=MAX_TAG_LENGTH)
     return UsageEvent(
         event_id=str(draw(st.uuids())),
         team_id=draw(NAME),
@@ -129,7 +129,7 @@ def events(draw: st.DrawFn, tokens: st.SearchStrategy[int] = LONG) -> UsageEvent
         reasoning_tokens=draw(st.integers(0, output_tokens)),
         time_to_first_token_ms=draw(st.none() | UINT32),
         user_id=draw(
-            st.none() | st.text(st.characters(exclude_categories=("Cs",)), max_size=MAX_USER_LENGTH)
+            st.none() | st.text(st.characters(exclude_categories=["Cs"]), max_size=MAX_USER_LENGTH)
         ),
         tags=draw(st.lists(tag, max_size=MAX_TAGS, unique=True)),
         finish_reason=draw(st.none() | TEXT),

@@ -44,7 +44,10 @@ def batches(draw: st.DrawFn) -> list[UsageEvent]:
 
 def rows(client: Client, table: str) -> list[tuple[Any, ...]]:
     columns = ", ".join(RAW_COLUMNS)
-    return list(client.query(f"SELECT {columns} FROM {table} ORDER BY event_id").result_rows)
+    return [
+        tuple(row)
+        for row in client.query(f"SELECT {columns} FROM {table} ORDER BY event_id").result_rows
+    ]
 
 
 def test_the_engine_path_answers_exactly_as_the_python_path(clickhouse: Client) -> None:

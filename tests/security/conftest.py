@@ -32,7 +32,7 @@ INJECTION_USER = "x' OR 1=1 --"
 INJECTION_TAG = "t'); DROP TABLE usage_events; --"
 USERS = ("u1", "u2", INJECTION_USER, None)
 MODELS = (("gpt-x", "openai"), ("claude-x", "anthropic"))
-TAG_SETS = (["a"], ["a", "b"], [], [INJECTION_TAG], ["b", INJECTION_TAG])
+TAG_SETS: tuple[list[str], ...] = (["a"], ["a", "b"], [], [INJECTION_TAG], ["b", INJECTION_TAG])
 KEY_NAMES = ("prod", "dev")
 START = datetime(2026, 5, 1, 0, 30, tzinfo=UTC)
 FIRST_DAY, LAST_DAY = "2026-05-01", "2026-05-03"

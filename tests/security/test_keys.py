@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from meterline.cli import main as cli_main
-from meterline.common import config as config_module
 from meterline.common.config import (
     GatewayConfig,
     GatewayKey,
@@ -71,7 +70,7 @@ def test_the_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> Non
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(config_module.hmac, "compare_digest", spy)
+    monkeypatch.setattr(hmac, "compare_digest", spy)
     key = new_key()
     keys, _ = ring(key)
     assert keys.authenticate(key) is not None

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
 from meterline.common.bus import BusMessage
@@ -61,7 +61,7 @@ class KafkaConsumerClient(Protocol):
 
     async def getmany(
         self, *, timeout_ms: int, max_records: int
-    ) -> dict[Any, list[KafkaRecord]]: ...
+    ) -> Mapping[Any, Sequence[KafkaRecord]]: ...
 
     async def commit(self, offsets: dict[Any, int]) -> None: ...
 

@@ -117,7 +117,10 @@ def python_table(client: Client) -> ClickHouseWriter:
 
 def rows(client: Client, table: str) -> list[tuple[Any, ...]]:
     columns = ", ".join(RAW_COLUMNS)
-    return list(client.query(f"SELECT {columns} FROM {table} ORDER BY event_id").result_rows)
+    return [
+        tuple(row)
+        for row in client.query(f"SELECT {columns} FROM {table} ORDER BY event_id").result_rows
+    ]
 
 
 def reasons(rejected: list[Rejected]) -> list[tuple[int, str]]:

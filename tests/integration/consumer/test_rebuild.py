@@ -164,14 +164,18 @@ def test_damaged_rollups_are_rebuilt_inside_the_range_only(loaded: Client) -> No
     assert not [r for r in tag_hourly if not in_range(r) and r[2] == "b"]
 
     # The raw table agrees with the rebuilt rollups, day by day.
-    raw = dict(
-        client.query(
+    raw = {
+        day: count
+        for day, count in client.query(
             "SELECT toDate(started_at) AS d, count() FROM usage_events GROUP BY d"
         ).result_rows
-    )
-    daily = dict(
-        client.query("SELECT day, sum(request_count) FROM usage_daily GROUP BY day").result_rows
-    )
+    }
+    daily = {
+        day: count
+        for day, count in client.query(
+            "SELECT day, sum(request_count) FROM usage_daily GROUP BY day"
+        ).result_rows
+    }
     assert daily == raw
 
 

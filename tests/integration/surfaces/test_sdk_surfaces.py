@@ -30,6 +30,8 @@ import httpx
 import openai
 import pytest
 from genai_prices import Usage, calc_price, extract_usage
+from openai.types import CompletionUsage
+from openai.types.responses import Response, ResponseCompletedEvent
 
 from meterline.common.config import hash_key, new_key
 from meterline.processes import free_port, meterline_process, wait_http
@@ -206,24 +208,25 @@ def chat(
     messages: Any = [{"role": "user", "content": f"Chat for {user} about {model}."}]
     body = {**tagging(user, tag), **extra}
     client = openai_client(stack)
+    usage: CompletionUsage | None = None
     if stream:
-        raw = client.chat.completions.with_raw_response.create(
+        streamed = client.chat.completions.with_raw_response.create(
             model=f"openai/{model}",
             messages=messages,
             stream=True,
             stream_options={"include_usage": True},
             extra_body=body,
         )
-        usage = None
-        for chunk in raw.parse():
+        event_id = streamed.headers["x-meterline-event-id"]
+        for chunk in streamed.parse():
             usage = chunk.usage or usage
     else:
-        raw = client.chat.completions.with_raw_response.create(
+        answered = client.chat.completions.with_raw_response.create(
             model=f"openai/{model}", messages=messages, extra_body=body
         )
-        usage = raw.parse().usage
+        event_id = answered.headers["x-meterline-event-id"]
+        usage = answered.parse().usage
     assert usage is not None
-    event_id = raw.headers["x-meterline-event-id"]
     return sent(event_id, "chat_completions", "openai", model, user, usage.model_dump())
 
 
@@ -233,17 +236,20 @@ def responses(
     client = openai_client(stack)
     prompt = f"Responses for {user} about {model}."
     body = {**tagging(user, tag), **extra}
+    final: Response
     if stream:
         with client.responses.with_streaming_response.create(
             model=f"openai/{model}", input=prompt, stream=True, extra_body=body
-        ) as raw:
-            event_id = raw.headers["x-meterline-event-id"]
-            final = [e for e in raw.parse() if e.type == "response.completed"][-1].response
+        ) as streamed:
+            event_id = streamed.headers["x-meterline-event-id"]
+            completed = [e for e in streamed.parse() if e.type == "response.completed"][-1]
+            assert isinstance(completed, ResponseCompletedEvent)
+            final = completed.response
     else:
-        raw = client.responses.with_raw_response.create(
+        answered = client.responses.with_raw_response.create(
             model=f"openai/{model}", input=prompt, extra_body=body
         )
-        event_id, final = raw.headers["x-meterline-event-id"], raw.parse()
+        event_id, final = answered.headers["x-meterline-event-id"], answered.parse()
     assert final.usage is not None
     return sent(event_id, "responses", "openai", model, user, final.usage.model_dump())
 
@@ -432,6 +438,8 @@ def test_openai_wire_cache_reads_and_reasoning_land_in_their_columns(stack: Stac
         messages=[{"role": "user", "content": "Think about meters."}],
         extra_body=wire_tags("wire-openai-reasoning"),
     )
+    read_usage, think_usage = read.parse().usage, think.parse().usage
+    assert read_usage is not None and think_usage is not None
     requests = [
         sent(
             read.headers["x-meterline-event-id"],
@@ -439,7 +447,7 @@ def test_openai_wire_cache_reads_and_reasoning_land_in_their_columns(stack: Stac
             "openai",
             "gpt-4o",
             "wire-openai-read",
-            read.parse().usage.model_dump(),
+            read_usage.model_dump(),
         ),
         sent(
             think.headers["x-meterline-event-id"],
@@ -447,7 +455,7 @@ def test_openai_wire_cache_reads_and_reasoning_land_in_their_columns(stack: Stac
             "openai",
             "o4-mini",
             "wire-openai-reasoning",
-            think.parse().usage.model_dump(),
+            think_usage.model_dump(),
         ),
     ]
     assert requests[0].tokens["cached_input_tokens"] > 0

@@ -15,7 +15,7 @@ def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) 
     drawn: Iterator[uuid.UUID] = iter(
         [uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x01" + bytes(15))]
     )
-    monkeypatch.setattr(kafka_broker.uuid, "uuid4", lambda: next(drawn))
+    monkeypatch.setattr("uuid.uuid4", lambda: next(drawn))
     cluster_id = kafka_broker._cluster_id()
     assert cluster_id == "AQAAAAAAAAAAAAAAAAAAAA"
     assert len(cluster_id) == 22

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaError
 
 from meterline.common.bus import BusMessage
 from meterline.consumer import kafka_source as source_module
-from meterline.consumer.kafka_source import KafkaSource, StallWatch
+from meterline.consumer.kafka_source import KafkaConsumerClient, KafkaSource, StallWatch
 
 
 @dataclass
@@ -71,7 +71,10 @@ class StandInConsumer:
             await pending
         await self._client.close()
 
-    async def getmany(self, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
+    def subscribe(self, topics: list[str], *, listener: Any) -> None:
+        raise AssertionError("KafkaSource subscribes the consumers it makes, not stand-ins")
+
+    async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[Any, list[Record]]:
         if self.fails:
             raise KafkaError("Unexpected error during coordination RuntimeError('closed')")
         if self.stuck:
@@ -134,7 +137,7 @@ class StandInSource(KafkaSource):
         self.made: list[StandInConsumer] = []
         self.probe = probe or StandInProbe(0)
 
-    def _new_consumer(self) -> object:
+    def _new_consumer(self) -> KafkaConsumerClient:
         consumer = self.consumers[len(self.made)]
         self.made.append(consumer)
         return consumer

@@ -174,7 +174,7 @@ async def test_repeated_event_ids_count_once() -> None:
         bus.publish_nowait(None, codec.encode(e))
     pipeline = build(bus, writer, dlq)
     await run_until_idle(pipeline)
-    assert sorted(column(r, "event_id") for r in writer.rows) == sorted(
+    assert sorted(str(column(r, "event_id")) for r in writer.rows) == sorted(
         [first.event_id, second.event_id]
     )
     assert pipeline.stats.duplicates_dropped == 3
