@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from meterline.common.config import new_key
+from meterline.common.events import UsageEvent
 from meterline.ingress.app import create_app
 from meterline.ingress.publisher import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
@@ -42,11 +43,20 @@ class Ingress:
         self.publisher.events.clear()
         self.upstream.received.clear()
 
-    def wait_for_events(self, count: int, timeout: float = 5.0) -> None:
-        """Events are published after the response is complete."""
+    def wait_for_events(self, count: int, timeout: float = 5.0) -> list[UsageEvent]:
+        """Events are published as the answer ends, so a client can see its answer a moment
+        before the event exists."""
         deadline = time.monotonic() + timeout
         while len(self.publisher.events) < count and time.monotonic() < deadline:
             time.sleep(0.005)
+        assert len(self.publisher.events) >= count, self.publisher.events
+        return list(self.publisher.events)
+
+    def assert_nothing_published(self, settle: float) -> None:
+        """No event, even ``settle`` seconds after the answer: one that was coming would
+        have been published by then."""
+        time.sleep(settle)
+        assert self.publisher.events == []
 
 
 @dataclass
