@@ -6,34 +6,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from meterline.common.events import UsageEvent
+from tests.support import events
 
 T = TypeVar("T")
 
 
 def usage_event(**overrides: Any) -> UsageEvent:
-    values: dict[str, Any] = {
-        "event_id": UsageEvent.new_id(),
-        "team_id": "acme",
-        "api_key_name": "prod",
-        "api_surface": "chat_completions",
-        "started_at": datetime(2026, 3, 2, 9, tzinfo=UTC),
-        "duration_ms": 100,
-        "model_requested": "openai/gpt-4o-mini",
-        "model": "gpt-4o-mini",
-        "provider": "openai",
-        "credential_type": "system",
-        "streamed": False,
-        "status": "success",
-        "http_status": 200,
-        "input_tokens": 100,
-        "output_tokens": 10,
-    }
-    values.update(overrides)
-    return UsageEvent(**values)
+    """An event of a model genai-prices knows, so the real price source prices it too."""
+    values: dict[str, Any] = {"model_requested": "openai/gpt-4o-mini", "model": "gpt-4o-mini"}
+    return events.usage_event(**(values | overrides))
 
 
 async def gather_until(

@@ -12,7 +12,6 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -22,10 +21,11 @@ from meterline.common.clickhouse import RAW_COLUMNS, connect
 from meterline.common.config import GatewayConfig, GatewayKey, TeamConfig, hash_key, new_key
 from meterline.common.events import UsageEvent
 from meterline.common.migrations import migrate
-from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.common.pricing import StaticPrices
 from meterline.consumer.enrich import Enricher
 from meterline.query.app import create_app
 from meterline.query.settings import QuerySettings
+from tests.support.prices import RATES
 
 TEAMS = ("acme", "globex")
 INJECTION_USER = "x' OR 1=1 --"
@@ -36,13 +36,6 @@ TAG_SETS: tuple[list[str], ...] = (["a"], ["a", "b"], [], [INJECTION_TAG], ["b",
 KEY_NAMES = ("prod", "dev")
 START = datetime(2026, 5, 1, 0, 30, tzinfo=UTC)
 FIRST_DAY, LAST_DAY = "2026-05-01", "2026-05-03"
-RATES = PerMillionRates(
-    input=Decimal("2"),
-    output=Decimal("8"),
-    cache_read=Decimal("0.5"),
-    cache_write=Decimal("2.5"),
-    cache_write_1h=Decimal("4"),
-)
 PRICES = StaticPrices({("openai", "gpt-x"): RATES, ("anthropic", "claude-x"): RATES})
 
 

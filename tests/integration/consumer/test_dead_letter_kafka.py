@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -15,7 +14,6 @@ from clickhouse_connect.driver.client import Client
 
 from meterline.common.codec import MARKER, UsageEventCodec
 from meterline.common.config import GatewayConfig, TeamConfig
-from meterline.common.events import UsageEvent
 from meterline.common.pricing import StaticPrices
 from meterline.consumer.assemble import build_pipeline
 from meterline.consumer.batch_log import ClickHouseBatchLog
@@ -25,32 +23,11 @@ from meterline.consumer.enrich import Enricher
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource
+from tests.support.events import usage_event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
 CODEC = UsageEventCodec()
-
-
-def event(**overrides: object) -> UsageEvent:
-    values: dict[str, object] = {
-        "event_id": UsageEvent.new_id(),
-        "team_id": "acme",
-        "api_key_name": "prod",
-        "api_surface": "chat_completions",
-        "started_at": datetime(2026, 3, 2, 9, tzinfo=UTC),
-        "duration_ms": 100,
-        "model_requested": "openai/gpt-x",
-        "model": "gpt-x",
-        "provider": "openai",
-        "credential_type": "system",
-        "streamed": False,
-        "status": "success",
-        "http_status": 200,
-        "input_tokens": 100,
-        "output_tokens": 10,
-    }
-    values.update(overrides)
-    return UsageEvent(**values)  # type: ignore[arg-type]
 
 
 def pipeline(
@@ -113,14 +90,14 @@ async def committed(bootstrap: str, topic: str, group: str) -> int | None:
 async def test_poison_messages_are_dead_lettered_with_reason_and_original_bytes(
     kafka_bootstrap: str, kafka_topic: str, clickhouse: Client
 ) -> None:
-    good = [event() for _ in range(5)]
+    good = [usage_event() for _ in range(5)]
     unknown_fingerprint = MARKER + b"\x01\x02\x03\x04\x05\x06\x07\x08" + b"\x00" * 20
-    invalid = CODEC.encode(event(input_tokens=10, cached_input_tokens=20))
+    invalid = CODEC.encode(usage_event(input_tokens=10, cached_input_tokens=20))
     poison = [
         (b"k-garbage", b"not avro at all"),
         (b"k-fingerprint", unknown_fingerprint),
         (b"k-invalid", invalid),
-        (b"k-truncated", CODEC.encode(event())[:-3]),
+        (b"k-truncated", CODEC.encode(usage_event())[:-3]),
     ]
     messages = [
         (b"acme", CODEC.encode(good[0])),

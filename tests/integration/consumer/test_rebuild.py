@@ -16,20 +16,14 @@ from meterline.cli import main as cli_main
 from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
 from meterline.common.events import UsageEvent
-from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.common.pricing import StaticPrices
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.rebuild import RebuildError, rebuild, rollups
+from tests.support.prices import RATES
 
 pytestmark = pytest.mark.clickhouse
 
 ROLLUPS = ("usage_by_tag_daily", "usage_by_tag_hourly", "usage_daily", "usage_hourly")
-RATES = PerMillionRates(
-    input=Decimal("2"),
-    output=Decimal("8"),
-    cache_read=Decimal("0.5"),
-    cache_write=Decimal("2.5"),
-    cache_write_1h=Decimal("4"),
-)
 KNOWN = StaticPrices({("openai", "gpt-x"): RATES})
 CONFIG = GatewayConfig(teams=[TeamConfig(id="acme"), TeamConfig(id="globex")])
 START = datetime(2026, 3, 30, 18, 0, tzinfo=UTC)  # the range below crosses a month end

@@ -30,7 +30,7 @@ from meterline.consumer.engine_write import EngineWriter
 from meterline.consumer.enrich import Enricher
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import KafkaSource
-from tests.unit.consumer.test_pipeline import event
+from tests.support.events import million_token_event as event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 

@@ -8,7 +8,7 @@ from meterline.common.bus import BusMessage
 from meterline.common.codec import UsageEventCodec
 from meterline.consumer.avro_block import AvroBatches, avro_long, event_id_in_place
 from meterline.consumer.decode import Decoder
-from tests.unit.consumer.test_pipeline import event
+from tests.support.events import million_token_event as event
 
 CODEC = UsageEventCodec()
 HEADER = CODEC.encode(event())[:10]

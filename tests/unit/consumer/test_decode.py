@@ -7,7 +7,7 @@ import pytest
 from meterline.common.bus import BusMessage
 from meterline.common.codec import UsageEventCodec
 from meterline.consumer.decode import Decoder, Rejected, decode
-from tests.unit.consumer.test_pipeline import event
+from tests.support.events import million_token_event as event
 
 CODEC = UsageEventCodec()
 AWKWARD = [

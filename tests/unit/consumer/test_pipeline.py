@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -12,8 +11,7 @@ from meterline.common.bus import BusMessage, InProcessBus
 from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
-from meterline.common.events import UsageEvent
-from meterline.common.pricing import PerMillionRates, StaticPrices
+from meterline.common.pricing import StaticPrices
 from meterline.consumer.assemble import build_pipeline
 from meterline.consumer.batch_log import MemoryBatchLog
 from meterline.consumer.dead_letter import CircuitOpen, MemoryDeadLetter
@@ -22,43 +20,15 @@ from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.consumer.source import BusSource
 from meterline.consumer.write import MemoryWriter, PythonBatchWriter
+from tests.support.events import million_token_event as event
+from tests.support.prices import RATES
 
-RATES = PerMillionRates(
-    input=Decimal("2"),
-    output=Decimal("8"),
-    cache_read=Decimal("0.5"),
-    cache_write=Decimal("2.5"),
-    cache_write_1h=Decimal("4"),
-)
 CONFIG = GatewayConfig(
     teams=[
         TeamConfig(id="acme"),
         TeamConfig(id="globex", price_overrides=[PriceOverride(multiplier=Decimal("0.5"))]),
     ]
 )
-
-
-def event(**overrides: object) -> UsageEvent:
-    values: dict[str, object] = {
-        "event_id": UsageEvent.new_id(),
-        "team_id": "acme",
-        "api_key_name": "prod",
-        "api_surface": "chat_completions",
-        "started_at": datetime(2026, 3, 2, 9, tzinfo=UTC),
-        "duration_ms": 100,
-        "model_requested": "openai/gpt-x",
-        "model": "gpt-x",
-        "provider": "openai",
-        "credential_type": "system",
-        "streamed": False,
-        "status": "success",
-        "http_status": 200,
-        "input_tokens": 1_000_000,
-        "output_tokens": 1_000_000,
-        "cached_input_tokens": 500_000,
-    }
-    values.update(overrides)
-    return UsageEvent(**values)  # type: ignore[arg-type]
 
 
 def settings(**overrides: object) -> ConsumerSettings:

@@ -1,0 +1,41 @@
+"""A valid usage event for tests, every field given; a test overrides what it is about."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from meterline.common.events import UsageEvent
+
+
+def usage_event(**overrides: Any) -> UsageEvent:
+    values: dict[str, Any] = {
+        "event_id": UsageEvent.new_id(),
+        "team_id": "acme",
+        "api_key_name": "prod",
+        "api_surface": "chat_completions",
+        "started_at": datetime(2026, 3, 2, 9, tzinfo=UTC),
+        "duration_ms": 100,
+        "model_requested": "openai/gpt-x",
+        "model": "gpt-x",
+        "provider": "openai",
+        "credential_type": "system",
+        "streamed": False,
+        "status": "success",
+        "http_status": 200,
+        "input_tokens": 100,
+        "output_tokens": 10,
+    }
+    values.update(overrides)
+    return UsageEvent(**values)
+
+
+def million_token_event(**overrides: Any) -> UsageEvent:
+    """A million input and output tokens, half the input read from the cache: its costs
+    read as the per-million rates themselves."""
+    values: dict[str, Any] = {
+        "input_tokens": 1_000_000,
+        "output_tokens": 1_000_000,
+        "cached_input_tokens": 500_000,
+    }
+    return usage_event(**(values | overrides))
