@@ -348,8 +348,8 @@ def engine_only(client: Any, call: Call, repeat: int) -> dict[str, Any]:
     from meterline.query.settings import QuerySettings
 
     defaults = QuerySettings()
-    query = parse_report_query({k: [v] for k, v in call.params.items()}, defaults.max_limit)
-    fetch = query.limit + 1 if query.limit is not None else defaults.max_rows + 1
+    query = parse_report_query({k: [v] for k, v in call.params.items()}, defaults.query_max_limit)
+    fetch = query.limit + 1 if query.limit is not None else defaults.query_max_rows + 1
     built = build_report_query(TEAM, query, limit=fetch)
     settings = {"optimize_aggregation_in_order": 1}
     timings = []

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from meterline.common.config import GatewayConfig
 
-DEFAULT_PORTS = {"all-in-one": 8080, "ingress": 8080, "query": 8081, "simulator": 8090}
+SIMULATOR_PORT = 8090
 
 
 def _serve(app: object, host: str, port: int, log_level: str) -> None:
@@ -50,7 +50,9 @@ def cmd_all_in_one(args: argparse.Namespace) -> int:
 
     settings = AllInOneSettings.from_env()
     config = _load_config(settings.consumer.config_file)
-    _serve(AllInOne(settings, config), args.host, args.port, settings.consumer.log_level)
+    gateway = settings.ingress
+    host, port = args.host or gateway.host, args.port or gateway.port
+    _serve(AllInOne(settings, config), host, port, settings.consumer.log_level)
     return 0
 
 
@@ -64,7 +66,8 @@ def cmd_ingress(args: argparse.Namespace) -> int:
         raise SystemExit("meterline ingress needs KAFKA_BOOTSTRAP_SERVERS (or use all-in-one)")
     config = _load_config(settings.config_file)
     publisher = kafka_publisher(settings)
-    _serve(create_app(settings, config, publisher), args.host, args.port, settings.log_level)
+    host, port = args.host or settings.host, args.port or settings.port
+    _serve(create_app(settings, config, publisher), host, port, settings.log_level)
     return 0
 
 
@@ -74,7 +77,8 @@ def cmd_query(args: argparse.Namespace) -> int:
 
     settings = QuerySettings()
     config = _load_config(settings.config_file)
-    _serve(create_app(settings, config=config), args.host, args.port, settings.log_level)
+    host, port = args.host or settings.query_host, args.port or settings.query_port
+    _serve(create_app(settings, config=config), host, port, settings.log_level)
     return 0
 
 
@@ -122,7 +126,7 @@ def cmd_rollups(args: argparse.Namespace) -> int:
 def cmd_simulator(args: argparse.Namespace) -> int:
     from meterline.simulator.app import create_app
 
-    _serve(create_app(), args.host, args.port, "warning")
+    _serve(create_app(), args.host or "127.0.0.1", args.port or SIMULATOR_PORT, "warning")
     return 0
 
 
@@ -212,8 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("simulator", cmd_simulator, "a fake LLM provider speaking the real wire formats"),
     ):
         sub = commands.add_parser(name, help=help_text)
-        sub.add_argument("--host", default="127.0.0.1")
-        sub.add_argument("--port", type=int, default=DEFAULT_PORTS[name])
+        # Unset: the service's settings (METERLINE_HOST and METERLINE_PORT for the gateway,
+        # METERLINE_QUERY_HOST and METERLINE_QUERY_PORT for the query service).
+        sub.add_argument("--host", default=None)
+        sub.add_argument("--port", type=int, default=None)
         sub.set_defaults(handler=handler)
 
     commands.add_parser("consumer", help="Kafka -> ClickHouse consumer group member").set_defaults(

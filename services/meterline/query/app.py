@@ -40,7 +40,7 @@ def create_app(
     factory = client_factory or partial(
         connect, settings.resolved_clickhouse_url(), settings.clickhouse_database
     )
-    warehouse = Warehouse(factory, settings.clickhouse_pool_size, settings.query_timeout_seconds)
+    warehouse = Warehouse(factory, settings.query_pool_size, settings.query_timeout_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,7 +54,11 @@ def create_app(
     app.state.settings = settings
     app.state.key_ring = KeyRing(config)
     app.state.warehouse = warehouse
-    secret = settings.cursor_secret.get_secret_value().encode() if settings.cursor_secret else None
+    secret = (
+        settings.query_cursor_secret.get_secret_value().encode()
+        if settings.query_cursor_secret
+        else None
+    )
     app.state.cursors = CursorSigner(secret or secrets.token_bytes(32))
     install_error_handlers(app)
     app.add_middleware(HeaderSizeLimit, refusal=refusal)

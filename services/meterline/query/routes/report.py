@@ -97,7 +97,7 @@ async def report(
     tags_match (any, all), timezone, limit, cursor, order_by (field[:asc|desc], ...),
     format (json, csv). With group_by=tag a request counts once under each of its tags."""
     params = {name: request.query_params.getlist(name) for name in request.query_params}
-    query = parse_report_query(params, settings.max_limit)
+    query = parse_report_query(params, settings.query_max_limit)
     fingerprint = query.fingerprint()
 
     page: Page | None = None
@@ -108,13 +108,13 @@ async def report(
         page = Page(0, query.limit)
 
     # One row more than asked for tells whether another page follows.
-    fetch = page.limit + 1 if page else settings.max_rows + 1
+    fetch = page.limit + 1 if page else settings.query_max_rows + 1
     built = build_report_query(team.id, query, limit=fetch, offset=page.offset if page else 0)
     columns, raw_rows = await warehouse.query(built)
-    if page is None and len(raw_rows) > settings.max_rows:
+    if page is None and len(raw_rows) > settings.query_max_rows:
         raise BadParameter(
             "limit",
-            f"the report has more than {settings.max_rows} rows; "
+            f"the report has more than {settings.query_max_rows} rows; "
             "pass limit (and then cursor) to page through it",
         )
 
