@@ -100,9 +100,8 @@ def _prompt(body: dict[str, Any], messages: list[Any]) -> Prompt:
     return Prompt(chars=chars, messages=count, images=images)
 
 
-async def count_tokens(request: Request) -> Response:
-    """``POST /v1/messages/count_tokens``: the whole prompt's size, cache reads and writes
-    included, as the API counts it."""
+async def _messages_call(request: Request) -> tuple[Call, str, list[Any]] | Response:
+    """The call, its model and its messages; or Anthropic's answer to a call without them."""
     call = await begin(request, anthropic_error)
     if isinstance(call, Response):
         return call
@@ -114,7 +113,17 @@ async def count_tokens(request: Request) -> Response:
         return anthropic_error(400, "model: Field required", headers)
     if not isinstance(history, list) or not history:
         return anthropic_error(400, "messages: at least one message is required", headers)
-    return json_response({"input_tokens": _prompt(body, history).tokens}, 200, headers)
+    return call, model, history
+
+
+async def count_tokens(request: Request) -> Response:
+    """``POST /v1/messages/count_tokens``: the whole prompt's size, cache reads and writes
+    included, as the API counts it."""
+    checked = await _messages_call(request)
+    if isinstance(checked, Response):
+        return checked
+    call, _, history = checked
+    return json_response({"input_tokens": _prompt(call.body, history).tokens}, 200, call.headers)
 
 
 def _tool_use(messages: list[Any], tools: object) -> dict[str, Any] | None:
@@ -138,17 +147,11 @@ def _tool_use(messages: list[Any], tools: object) -> dict[str, Any] | None:
 
 
 async def messages(request: Request) -> Response:
-    call = await begin(request, anthropic_error)
-    if isinstance(call, Response):
-        return call
+    checked = await _messages_call(request)
+    if isinstance(checked, Response):
+        return checked
+    call, model, history = checked
     body, headers = call.body, call.headers
-    if not request.headers.get("anthropic-version"):
-        return anthropic_error(400, "anthropic-version: header is required", headers)
-    model, history = body.get("model"), body.get("messages")
-    if not isinstance(model, str) or not model:
-        return anthropic_error(400, "model: Field required", headers)
-    if not isinstance(history, list) or not history:
-        return anthropic_error(400, "messages: at least one message is required", headers)
     cap = positive_int(body.get("max_tokens"))
     if cap is None:
         return anthropic_error(400, "max_tokens: Field required (a positive integer)", headers)
