@@ -1,17 +1,11 @@
-"""Where usage events go once a request is finished.
+"""``KafkaPublisher``: the distributed mode's publisher, and ``kafka_publisher(settings)``.
 
-``publish()`` is synchronous and cheap on purpose: it runs after the response has been sent
-and must never block, fail or slow the caller. Every implementation keeps that promise.
-
-- ``KafkaPublisher``: the distributed mode. Events wait in a bounded in-memory buffer that a
-  background task drains into an idempotent aiokafka producer (``acks=all``); failed sends
-  go back to the front of the buffer and are retried with back-off. When the buffer is full,
-  or Kafka is down (a connection fails, a send fails, or nothing was acknowledged for
-  ``stall_seconds``), events go to the local spool (``spool.py``) instead: it survives a
-  restart, is replayed when Kafka is back, and only past its disk limit are events dropped,
-  with an ERROR log and the ``dropped`` counter.
-- ``BusPublisher``: the embedded mode's bus (its local log on disk, or memory).
-- ``MemoryPublisher``: a list, for tests.
+Events wait in a bounded in-memory buffer that a background task drains into an idempotent
+aiokafka producer (``acks=all``); failed sends go back to the front of the buffer and are
+retried with back-off. When the buffer is full, or Kafka is down (a connection fails, a send
+fails, or nothing was acknowledged for ``stall_seconds``), events go to the local spool
+(``spool.py``) instead: it survives a restart, is replayed when Kafka is back, and only past
+its disk limit are events dropped, with an ERROR log and the ``dropped`` counter.
 
 Delivery: at-least-once up to the spool's disk limit. A send whose acknowledgement was lost
 is sent again, and a spool segment half sent before a restart is sent again from its start,
@@ -30,7 +24,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -41,16 +34,14 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from meterline.common.bus import Bus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
+from meterline.ingress.publishing.protocol import Record, to_record
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.spool import Spool
 
+# Every publisher logs under one name, whichever mode the ingress runs in.
 log = logging.getLogger("meterline.ingress.publisher")
-
-Record = tuple[bytes, bytes]
-"""(key, value) as they go to Kafka: the team id and the Avro single-object encoding."""
 
 PRODUCER_BROKEN = (
     OutOfOrderSequenceNumber,
@@ -62,128 +53,6 @@ PRODUCER_BROKEN = (
 """Errors after which an idempotent producer cannot send again (for example a broker that
 crashed lost the tail of its log, and with it the producer's sequence numbers): it is
 replaced by a new one, with a new producer id."""
-
-
-class UsagePublisher(Protocol):
-    async def start(self) -> None: ...
-
-    def publish(self, event: UsageEvent) -> None:
-        """Hand one event over. Never blocks, never raises."""
-        ...
-
-    async def stop(self) -> None:
-        """Deliver what is buffered (within the implementation's time limit), then close."""
-        ...
-
-    def metrics(self) -> Mapping[str, int]:
-        """Counters and gauges by the names in ``METRICS``."""
-        ...
-
-
-def _record(codec: UsageEventCodec, event: UsageEvent) -> Record:
-    # Keyed by team so one team's events stay ordered within a partition.
-    return event.team_id.encode(), codec.encode(event)
-
-
-class MemoryPublisher:
-    """Keeps every event in ``events``; for tests."""
-
-    def __init__(self) -> None:
-        self.events: list[UsageEvent] = []
-        self.started = False
-        self.stopped = False
-
-    async def start(self) -> None:
-        self.started = True
-
-    def publish(self, event: UsageEvent) -> None:
-        self.events.append(event)
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    def metrics(self) -> Mapping[str, int]:
-        return {"sent": len(self.events)}
-
-
-class BusPublisher:
-    """The embedded mode: encoded events into the bus the consumer reads. With the local log
-    an event is on disk (the page cache) when ``publish`` returns."""
-
-    def __init__(self, bus: Bus, codec: UsageEventCodec | None = None):
-        self._bus = bus
-        self._codec = codec or UsageEventCodec()
-        self.sent = 0
-        self.failed = 0
-
-    async def start(self) -> None:
-        pass
-
-    def publish(self, event: UsageEvent) -> None:
-        try:
-            key, value = _record(self._codec, event)
-        except Exception:
-            self.failed += 1
-            log.exception("usage event %s could not be encoded; dropped", event.event_id)
-            return
-        if self._bus.publish_nowait(key, value):
-            self.sent += 1
-        else:
-            self.failed += 1
-            # The first drop and then one line per thousand, as the Kafka publisher does.
-            if self.failed % 1000 == 1:
-                log.error(
-                    "DROPPING usage events: the bus takes no more (%d dropped so far)",
-                    self.failed,
-                )
-
-    async def stop(self) -> None:
-        pass
-
-    def metrics(self) -> Mapping[str, int]:
-        return {"sent": self.sent, "dropped": self.failed, "buffered": self._bus.pending}
-
-
-METRICS: dict[str, tuple[str, str, str]] = {
-    # key: (Prometheus name, type, help)
-    "sent": ("meterline_ingress_events_sent_total", "counter", "Usage events Kafka acknowledged."),
-    "buffered": (
-        "meterline_ingress_events_buffered",
-        "gauge",
-        "Usage events only in memory (not in the spool), waiting for Kafka or in flight.",
-    ),
-    "spooled": (
-        "meterline_ingress_events_spooled",
-        "gauge",
-        "Usage events in the local spool that Kafka has not acknowledged yet.",
-    ),
-    "spooled_total": (
-        "meterline_ingress_events_spooled_total",
-        "counter",
-        "Usage events written to the local spool.",
-    ),
-    "spool_bytes": ("meterline_ingress_spool_bytes", "gauge", "Size of the local spool."),
-    "dropped": (
-        "meterline_ingress_events_dropped_total",
-        "counter",
-        "Usage events lost: memory and spool full, or no spool.",
-    ),
-    "failed": (
-        "meterline_ingress_publish_failures_total",
-        "counter",
-        "Sends to Kafka that failed and were retried, and events that could not be encoded.",
-    ),
-}
-
-
-def prometheus_text(metrics: Mapping[str, int]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of a publisher's metrics."""
-    lines: list[str] = []
-    for key, (name, kind, help_text) in METRICS.items():
-        if key in metrics:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            lines.append(f"{name} {metrics[key]}")
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(eq=False)
@@ -300,7 +169,7 @@ class KafkaPublisher:
 
     def publish(self, event: UsageEvent) -> None:
         try:
-            record = _record(self._codec, event)
+            record = to_record(self._codec, event)
         except Exception:
             self.failed += 1
             log.exception("usage event %s could not be encoded; dropped", event.event_id)
