@@ -58,7 +58,7 @@ def cmd_all_in_one(args: argparse.Namespace) -> int:
 
 def cmd_ingress(args: argparse.Namespace) -> int:
     from meterline.ingress.app import create_app
-    from meterline.ingress.publisher import kafka_publisher
+    from meterline.ingress.publishing.kafka import kafka_publisher
     from meterline.ingress.settings import IngressSettings
 
     settings = IngressSettings()

@@ -18,12 +18,10 @@ from meterline.common.bus import Bus, InProcessBus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
 from meterline.common.local_log import LocalLog
-from meterline.ingress.publisher import (
-    BusPublisher,
-    KafkaPublisher,
-    MemoryPublisher,
-    UsagePublisher,
-)
+from meterline.ingress.publishing.bus import BusPublisher
+from meterline.ingress.publishing.kafka import KafkaPublisher
+from meterline.ingress.publishing.memory import MemoryPublisher
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.spool import Spool
 from tests.contracts.conftest import gather_until, usage_event
 

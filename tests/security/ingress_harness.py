@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from meterline.common.config import new_key
 from meterline.common.events import UsageEvent
 from meterline.ingress.app import create_app
-from meterline.ingress.publisher import MemoryPublisher
+from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
 from tests.unit.ingress.conftest import (

@@ -28,7 +28,9 @@ from meterline.consumer.assemble import open_consumer
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.app import create_app as create_ingress_app
-from meterline.ingress.publisher import BusPublisher, UsagePublisher, kafka_publisher
+from meterline.ingress.publishing.bus import BusPublisher
+from meterline.ingress.publishing.kafka import kafka_publisher
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.query.app import create_app as create_query_app
 from meterline.query.settings import QuerySettings

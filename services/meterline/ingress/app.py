@@ -20,7 +20,8 @@ from meterline.ingress.errors import install_error_handlers, refusal
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.providers.upstream import Upstream
-from meterline.ingress.publisher import UsagePublisher, prometheus_text
+from meterline.ingress.publishing.metrics import prometheus_text
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.routers import chat_completions, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings

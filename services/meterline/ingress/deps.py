@@ -17,7 +17,7 @@ from meterline.ingress.errors import BadRequest, PayloadTooLarge, Unauthorized
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.providers.upstream import Upstream
-from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 

@@ -14,7 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from meterline.common.events import UsageEvent
-from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.usage import NO_USAGE, Usage
 
 EVENT_ID_HEADER: Final = "x-meterline-event-id"

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
-from meterline.ingress.publisher import KafkaPublisher
+from meterline.ingress.publishing.kafka import KafkaPublisher
 
 pytestmark = pytest.mark.kafka
 

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, hash_key, new_key
 from meterline.ingress.app import create_app
-from meterline.ingress.publisher import MemoryPublisher
+from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
 from tests.unit.ingress.conftest import Recorder, ServerThread

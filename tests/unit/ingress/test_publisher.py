@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from meterline.common.bus import InProcessBus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
-from meterline.ingress.publisher import BusPublisher, KafkaPublisher, MemoryPublisher
+from meterline.ingress.publishing.bus import BusPublisher
+from meterline.ingress.publishing.kafka import KafkaPublisher
+from meterline.ingress.publishing.memory import MemoryPublisher
 
 
 def event(n: int = 0, team: str = "acme") -> UsageEvent:

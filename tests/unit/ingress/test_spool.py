@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from meterline.common.framing import encode_record
-from meterline.ingress.publisher import KafkaPublisher, prometheus_text
+from meterline.ingress.publishing.kafka import KafkaPublisher
+from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.spool import MAGIC, SUFFIX, Spool
 from tests.unit.ingress.test_publisher import event
 

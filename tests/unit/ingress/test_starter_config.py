@@ -12,7 +12,7 @@ import pytest
 from meterline.cli import main as cli_main
 from meterline.common.config import load_config
 from meterline.ingress.app import create_app
-from meterline.ingress.publisher import MemoryPublisher
+from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
 from tests.unit.ingress.conftest import ServerThread

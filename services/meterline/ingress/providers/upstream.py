@@ -30,7 +30,7 @@ from meterline.ingress.metering import (
     RequestRecord,
     publish,
 )
-from meterline.ingress.publisher import UsagePublisher
+from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import (
     ConnectionLost,

@@ -1,17 +1,12 @@
-"""Where usage events go once a request is finished.
+"""``KafkaPublisher``: the distributed mode's publisher, and ``kafka_publisher(settings)``.
 
-``publish()`` is synchronous and cheap on purpose: it runs after the response has been sent
-and must never block, fail or slow the caller. Every implementation keeps that promise.
-
-- ``KafkaPublisher``: the distributed mode. Events wait in a bounded in-memory buffer that a
-  background task drains into an idempotent aiokafka producer (``acks=all``); failed sends
-  go back to the front of the buffer and are retried with back-off. When the buffer is full,
-  or Kafka is down (a connection fails, a send fails, or nothing was acknowledged for
-  ``stall_seconds``), events go to the local spool (``spool.py``) instead: it survives a
-  restart, is replayed when Kafka is back, and only past its disk limit are events dropped,
-  with an ERROR log and the ``dropped`` counter.
-- ``BusPublisher``: the embedded mode's bus (its local log on disk, or memory).
-- ``MemoryPublisher``: a list, for tests.
+Events wait in a bounded in-memory buffer that a background task drains into an idempotent
+aiokafka producer (``acks=all``); failed sends go back to the front of the buffer and are
+retried with back-off. When the buffer is full, or Kafka is down (a connection fails, a send
+fails, or nothing was acknowledged for ``stall_seconds``: ``health.py``), events go to the
+local spool (``spool.py``) instead: it survives a restart, is replayed when Kafka is back,
+and only past its disk limit are events dropped, with an ERROR log and the ``dropped``
+counter.
 
 Delivery: at-least-once up to the spool's disk limit. A send whose acknowledgement was lost
 is sent again, and a spool segment half sent before a restart is sent again from its start,
@@ -30,7 +25,6 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
@@ -41,16 +35,15 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from meterline.common.bus import Bus
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
+from meterline.ingress.publishing.health import PublisherHealth
+from meterline.ingress.publishing.protocol import Record, to_record
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.spool import Spool
 
+# Every publisher logs under one name, whichever mode the ingress runs in.
 log = logging.getLogger("meterline.ingress.publisher")
-
-Record = tuple[bytes, bytes]
-"""(key, value) as they go to Kafka: the team id and the Avro single-object encoding."""
 
 PRODUCER_BROKEN = (
     OutOfOrderSequenceNumber,
@@ -62,128 +55,6 @@ PRODUCER_BROKEN = (
 """Errors after which an idempotent producer cannot send again (for example a broker that
 crashed lost the tail of its log, and with it the producer's sequence numbers): it is
 replaced by a new one, with a new producer id."""
-
-
-class UsagePublisher(Protocol):
-    async def start(self) -> None: ...
-
-    def publish(self, event: UsageEvent) -> None:
-        """Hand one event over. Never blocks, never raises."""
-        ...
-
-    async def stop(self) -> None:
-        """Deliver what is buffered (within the implementation's time limit), then close."""
-        ...
-
-    def metrics(self) -> Mapping[str, int]:
-        """Counters and gauges by the names in ``METRICS``."""
-        ...
-
-
-def _record(codec: UsageEventCodec, event: UsageEvent) -> Record:
-    # Keyed by team so one team's events stay ordered within a partition.
-    return event.team_id.encode(), codec.encode(event)
-
-
-class MemoryPublisher:
-    """Keeps every event in ``events``; for tests."""
-
-    def __init__(self) -> None:
-        self.events: list[UsageEvent] = []
-        self.started = False
-        self.stopped = False
-
-    async def start(self) -> None:
-        self.started = True
-
-    def publish(self, event: UsageEvent) -> None:
-        self.events.append(event)
-
-    async def stop(self) -> None:
-        self.stopped = True
-
-    def metrics(self) -> Mapping[str, int]:
-        return {"sent": len(self.events)}
-
-
-class BusPublisher:
-    """The embedded mode: encoded events into the bus the consumer reads. With the local log
-    an event is on disk (the page cache) when ``publish`` returns."""
-
-    def __init__(self, bus: Bus, codec: UsageEventCodec | None = None):
-        self._bus = bus
-        self._codec = codec or UsageEventCodec()
-        self.sent = 0
-        self.failed = 0
-
-    async def start(self) -> None:
-        pass
-
-    def publish(self, event: UsageEvent) -> None:
-        try:
-            key, value = _record(self._codec, event)
-        except Exception:
-            self.failed += 1
-            log.exception("usage event %s could not be encoded; dropped", event.event_id)
-            return
-        if self._bus.publish_nowait(key, value):
-            self.sent += 1
-        else:
-            self.failed += 1
-            # The first drop and then one line per thousand, as the Kafka publisher does.
-            if self.failed % 1000 == 1:
-                log.error(
-                    "DROPPING usage events: the bus takes no more (%d dropped so far)",
-                    self.failed,
-                )
-
-    async def stop(self) -> None:
-        pass
-
-    def metrics(self) -> Mapping[str, int]:
-        return {"sent": self.sent, "dropped": self.failed, "buffered": self._bus.pending}
-
-
-METRICS: dict[str, tuple[str, str, str]] = {
-    # key: (Prometheus name, type, help)
-    "sent": ("meterline_ingress_events_sent_total", "counter", "Usage events Kafka acknowledged."),
-    "buffered": (
-        "meterline_ingress_events_buffered",
-        "gauge",
-        "Usage events only in memory (not in the spool), waiting for Kafka or in flight.",
-    ),
-    "spooled": (
-        "meterline_ingress_events_spooled",
-        "gauge",
-        "Usage events in the local spool that Kafka has not acknowledged yet.",
-    ),
-    "spooled_total": (
-        "meterline_ingress_events_spooled_total",
-        "counter",
-        "Usage events written to the local spool.",
-    ),
-    "spool_bytes": ("meterline_ingress_spool_bytes", "gauge", "Size of the local spool."),
-    "dropped": (
-        "meterline_ingress_events_dropped_total",
-        "counter",
-        "Usage events lost: memory and spool full, or no spool.",
-    ),
-    "failed": (
-        "meterline_ingress_publish_failures_total",
-        "counter",
-        "Sends to Kafka that failed and were retried, and events that could not be encoded.",
-    ),
-}
-
-
-def prometheus_text(metrics: Mapping[str, int]) -> str:
-    """The Prometheus text exposition format (version 0.0.4) of a publisher's metrics."""
-    lines: list[str] = []
-    for key, (name, kind, help_text) in METRICS.items():
-        if key in metrics:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
-            lines.append(f"{name} {metrics[key]}")
-    return "\n".join(lines) + "\n"
 
 
 @dataclass(eq=False)
@@ -235,7 +106,6 @@ class KafkaPublisher:
         self._max_backoff = max_backoff_seconds
         self._backoff = min_backoff_seconds
         self._spool = spool
-        self._stall_seconds = stall_seconds
         self._request_timeout_ms = int(request_timeout_seconds * 1000)
         self._metrics_log_seconds = metrics_log_seconds
         # Records read from the spool at a time: enough to keep the producer busy, few
@@ -253,10 +123,7 @@ class KafkaPublisher:
         self._retired: set[asyncio.Task[None]] = set()
         self._task: asyncio.Task[None] | None = None
         self._watcher: asyncio.Task[None] | None = None
-        self._healthy = True
-        """False from a failed connection or send, or a stall, until the next acknowledgement.
-        While False, new events go to the spool rather than memory."""
-        self._last_progress = 0.0
+        self._health = PublisherHealth(stall_seconds)
 
         self.sent = 0
         self.failed = 0
@@ -294,20 +161,20 @@ class KafkaPublisher:
             return
         if self._spool is not None:
             await asyncio.to_thread(self._spool.open)
-        self._last_progress = asyncio.get_running_loop().time()
+        self._health.progress(asyncio.get_running_loop().time())
         self._task = asyncio.create_task(self._drain(), name="kafka-publisher")
         self._watcher = asyncio.create_task(self._watch(), name="kafka-publisher-watch")
 
     def publish(self, event: UsageEvent) -> None:
         try:
-            record = _record(self._codec, event)
+            record = to_record(self._codec, event)
         except Exception:
             self.failed += 1
             log.exception("usage event %s could not be encoded; dropped", event.event_id)
             return
         if self._closing:
             self._spill([record], "publish() after stop()")
-        elif self._spool is not None and not self._healthy:
+        elif self._spool is not None and not self._health.healthy:
             self._spill([record], "Kafka is down")
         elif self.buffered >= self._max_buffered:
             self._spill([record], f"the buffer is full ({self._max_buffered} events)")
@@ -382,9 +249,8 @@ class KafkaPublisher:
 
     def _set_unhealthy(self, reason: str) -> None:
         """Kafka is down or stuck: spool what waits in memory, and send new events there."""
-        if not self._healthy:
+        if not self._health.down():
             return
-        self._healthy = False
         log.warning(
             "Kafka at %s is not taking usage events (%s); %s",
             self._bootstrap_servers,
@@ -408,11 +274,6 @@ class KafkaPublisher:
         # The spooled ones come back through the spool; the rest (spool full) stay here.
         spooled = {id(item) for item in memory[:written]}
         self._pending = deque(item for item in self._pending if id(item) not in spooled)
-
-    def _set_healthy(self) -> None:
-        if not self._healthy:
-            log.info("Kafka at %s takes usage events again", self._bootstrap_servers)
-        self._healthy = True
 
     async def _connect(self) -> AIOKafkaProducer:
         producer = AIOKafkaProducer(
@@ -444,7 +305,7 @@ class KafkaPublisher:
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            if self._closing and self._spool is not None and not self._healthy:
+            if self._closing and self._spool is not None and not self._health.healthy:
                 # Kafka is down: stop() moves what is in memory to the spool at once.
                 return
             if self._replace_producer and self._producer is not None:
@@ -453,7 +314,7 @@ class KafkaPublisher:
                 try:
                     self._producer = await self._connect()
                     self._backoff = self._min_backoff
-                    self._last_progress = loop.time()
+                    self._health.progress(loop.time())
                 except Exception as error:
                     if self._closing:
                         return
@@ -489,7 +350,7 @@ class KafkaPublisher:
                 continue
             item = self._pending.popleft()
             if not self._in_flight:
-                self._last_progress = loop.time()
+                self._health.progress(loop.time())
             self._in_flight.add(item)
             item.attempt += 1
             try:
@@ -539,8 +400,8 @@ class KafkaPublisher:
             if item.segment is not None and self._spool is not None:
                 self._spool.acknowledge(item.segment)
             self._backoff = self._min_backoff
-            self._last_progress = asyncio.get_running_loop().time()
-            self._set_healthy()
+            if self._health.acknowledged(asyncio.get_running_loop().time()):
+                log.info("Kafka at %s takes usage events again", self._bootstrap_servers)
             if not self.buffered or (self._spool is not None and self._spool.waiting):
                 self._wakeup.set()
 
@@ -564,7 +425,7 @@ class KafkaPublisher:
 
     def _spool_instead(self, item: _Item) -> bool:
         """While Kafka is down, a memory-only record that failed goes to disk."""
-        if self._spool is None or self._healthy or item.segment is not None:
+        if self._spool is None or self._health.healthy or item.segment is not None:
             return False
         try:
             return self._spool.append([item.record]) == 1
@@ -584,10 +445,10 @@ class KafkaPublisher:
         next_log = loop.time() + self._metrics_log_seconds
         dropped_at_last_log = self.dropped
         while True:
-            await asyncio.sleep(min(0.25, self._stall_seconds / 4))
+            await asyncio.sleep(self._health.check_seconds)
             now = loop.time()
-            if self._in_flight and now - self._last_progress > self._stall_seconds:
-                self._set_unhealthy(f"nothing acknowledged for {self._stall_seconds:g}s")
+            if self._health.stalled(now, len(self._in_flight)):
+                self._set_unhealthy(f"nothing acknowledged for {self._health.stall_seconds:g}s")
                 # A producer keeps what it has in flight for as long as the broker is
                 # away, in memory only. Replace it, so that those records go to the spool
                 # too; the new producer sends them when Kafka is back. Should the old one
