@@ -20,7 +20,7 @@ from meterline.ingress.app import create_app
 from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
-from tests.unit.ingress.conftest import (
+from tests.support.gateway import (
     SYSTEM_KEY,
     SYSTEM_KEY_ENV,
     Recorder,

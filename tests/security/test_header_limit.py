@@ -19,7 +19,7 @@ from tests.security.ingress_harness import (
     ingress_app,
     running_ingress,
 )
-from tests.unit.ingress.conftest import ServerThread
+from tests.support.gateway import ServerThread
 
 MESSAGES_LIST = [{"role": "user", "content": "hi"}]
 VALID: dict[str, dict[str, Any]] = {

@@ -11,7 +11,7 @@ import pytest
 from meterline.all_in_one.app import AllInOne
 from meterline.common.config import GatewayConfig
 from tests.support.all_in_one import embedded_settings
-from tests.unit.ingress.conftest import ServerThread
+from tests.support.gateway import ServerThread
 
 pytestmark = [pytest.mark.clickhouse]
 

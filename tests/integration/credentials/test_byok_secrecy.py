@@ -30,7 +30,7 @@ from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.settings import IngressSettings
 from meterline.query.settings import QuerySettings
 from meterline.simulator.app import create_app as create_simulator
-from tests.unit.ingress.conftest import Recorder, ServerThread
+from tests.support.gateway import Recorder, ServerThread
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 

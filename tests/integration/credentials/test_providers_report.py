@@ -24,7 +24,7 @@ from meterline.all_in_one.app import AllInOne
 from meterline.common.config import GatewayConfig, hash_key, new_key
 from meterline.simulator.app import create_app as create_simulator
 from tests.support.all_in_one import embedded_settings
-from tests.unit.ingress.conftest import ServerThread
+from tests.support.gateway import ServerThread
 
 pytestmark = [pytest.mark.clickhouse]
 

@@ -13,7 +13,7 @@ import openai
 import pytest
 
 from meterline.ingress.metering import EVENT_ID_HEADER
-from tests.unit.ingress.conftest import MAX_BODY, SYSTEM_KEY, Gateway, serve_gateway
+from tests.support.gateway import MAX_BODY, SYSTEM_KEY, Gateway, serve_gateway
 
 MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]
 

@@ -25,7 +25,7 @@ from meterline.ingress.app import create_app
 from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
-from tests.unit.ingress.conftest import Recorder, ServerThread
+from tests.support.gateway import Recorder, ServerThread
 
 SYSTEM_KEY = "sk-system-credentials-test"
 TEAM_KEY = "sk-team-byok-acme-0001"

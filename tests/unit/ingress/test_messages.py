@@ -13,7 +13,7 @@ import pytest
 from meterline.ingress.metering import EVENT_ID_HEADER
 from meterline.ingress.providers.anthropic_wire import MessagesScanner
 from meterline.simulator.usage import request_digest
-from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+from tests.support.gateway import SYSTEM_KEY, Gateway
 
 MODEL = "anthropic/claude-sonnet-4-6"
 MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]

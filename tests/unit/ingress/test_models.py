@@ -9,7 +9,7 @@ import pytest
 
 from meterline.common.config import GatewayConfig
 from meterline.ingress.routers.models import routable
-from tests.unit.ingress.conftest import Gateway
+from tests.support.gateway import Gateway
 
 CONFIGURED = [
     "sim/gpt-4o",

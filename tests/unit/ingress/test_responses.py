@@ -12,7 +12,7 @@ import pytest
 
 from meterline.ingress.metering import EVENT_ID_HEADER
 from meterline.ingress.providers.openai_wire import ResponsesScanner
-from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+from tests.support.gateway import SYSTEM_KEY, Gateway
 
 PROMPT = "Say something about meters."
 

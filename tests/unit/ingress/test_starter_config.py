@@ -15,7 +15,7 @@ from meterline.ingress.app import create_app
 from meterline.ingress.publishing.memory import MemoryPublisher
 from meterline.ingress.settings import IngressSettings
 from meterline.simulator.app import create_app as create_simulator
-from tests.unit.ingress.conftest import ServerThread
+from tests.support.gateway import ServerThread
 
 
 def test_the_starter_configuration_reaches_the_simulator(

@@ -17,7 +17,7 @@ from meterline.ingress.translate.messages_openai import (
     message,
     translate_answer,
 )
-from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+from tests.support.gateway import SYSTEM_KEY, Gateway
 
 MODEL = "sim/gpt-4o"
 VERSION = "2023-06-01"

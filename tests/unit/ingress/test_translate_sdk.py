@@ -11,7 +11,7 @@ import openai
 import pytest
 
 from meterline.common.events import UsageEvent
-from tests.unit.ingress.conftest import SYSTEM_KEY, Gateway
+from tests.support.gateway import SYSTEM_KEY, Gateway
 
 MODEL = "anthropic/claude-sonnet-4-6"
 MESSAGES: Any = [
