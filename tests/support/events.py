@@ -39,3 +39,8 @@ def million_token_event(**overrides: Any) -> UsageEvent:
         "cached_input_tokens": 500_000,
     }
     return usage_event(**(values | overrides))
+
+
+def numbered_event(n: int, team: str = "acme") -> UsageEvent:
+    """The ``n``-th of a run of distinct events: its tokens and duration say which."""
+    return usage_event(team_id=team, duration_ms=100 + n, input_tokens=100 + n)

@@ -13,7 +13,7 @@ from meterline.common.framing import encode_record
 from meterline.ingress.publishing.kafka import KafkaPublisher
 from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.spool import MAGIC, SUFFIX, Spool
-from tests.unit.ingress.test_publisher import event
+from tests.support.events import numbered_event
 
 
 def records(count: int, start: int = 0) -> list[tuple[bytes, bytes]]:
@@ -158,14 +158,14 @@ async def test_without_kafka_events_go_to_the_spool_not_memory_and_survive_a_res
     )
     await publisher.start()
     for n in range(8):
-        publisher.publish(event(n))
+        publisher.publish(numbered_event(n))
     # 5 in memory, 3 spilled at once (the buffer is full).
     assert (publisher.buffered, publisher.spooled, publisher.dropped) == (5, 3, 0)
     await asyncio.sleep(0.3)
     # The failed connection marks Kafka down: memory moves to disk, new events go there.
     assert (publisher.buffered, publisher.spooled) == (0, 8)
     for n in range(8, 12):
-        publisher.publish(event(n))
+        publisher.publish(numbered_event(n))
     assert (publisher.buffered, publisher.spooled, publisher.dropped) == (0, 12, 0)
     await publisher.stop()
     text = prometheus_text(publisher.metrics())
@@ -189,7 +189,7 @@ async def test_past_the_disk_limit_events_are_dropped_loudly(
     await publisher.start()
     with caplog.at_level(logging.ERROR, "meterline.ingress.publisher"):
         for n in range(5):
-            publisher.publish(event(n))
+            publisher.publish(numbered_event(n))
         await publisher.stop()
     assert publisher.dropped > 0
     assert publisher.dropped + publisher.spooled == 5

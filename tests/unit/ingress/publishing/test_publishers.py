@@ -5,41 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 
 from meterline.common.bus import InProcessBus
 from meterline.common.codec import UsageEventCodec
-from meterline.common.events import UsageEvent
 from meterline.ingress.publishing.bus import BusPublisher
 from meterline.ingress.publishing.kafka import KafkaPublisher
 from meterline.ingress.publishing.memory import MemoryPublisher
-
-
-def event(n: int = 0, team: str = "acme") -> UsageEvent:
-    return UsageEvent(
-        event_id=UsageEvent.new_id(),
-        team_id=team,
-        api_key_name="default",
-        api_surface="chat_completions",
-        started_at=datetime(2026, 3, 2, 12, 0, n % 60, tzinfo=UTC),
-        duration_ms=120 + n,
-        model_requested="openai/gpt-4o",
-        model="gpt-4o",
-        provider="openai",
-        credential_type="system",
-        streamed=bool(n % 2),
-        status="success",
-        http_status=200,
-        input_tokens=100 + n,
-        output_tokens=20,
-        tags=["plan:pro"],
-    )
+from tests.support.events import numbered_event, usage_event
 
 
 async def test_memory_publisher_keeps_events() -> None:
     publisher = MemoryPublisher()
     await publisher.start()
-    publisher.publish(first := event())
+    publisher.publish(first := usage_event())
     await publisher.stop()
     assert publisher.events == [first]
     assert publisher.started and publisher.stopped
@@ -48,7 +26,7 @@ async def test_memory_publisher_keeps_events() -> None:
 async def test_bus_publisher_puts_encoded_events_on_the_bus_keyed_by_team() -> None:
     bus = InProcessBus()
     publisher = BusPublisher(bus)
-    sent = [event(n, team=f"team-{n}") for n in range(3)]
+    sent = [numbered_event(n, team=f"team-{n}") for n in range(3)]
     for e in sent:
         publisher.publish(e)
     batch = await bus.get_batch(10, timeout=1)
@@ -60,8 +38,8 @@ async def test_bus_publisher_puts_encoded_events_on_the_bus_keyed_by_team() -> N
 
 async def test_bus_publisher_counts_a_full_bus_and_never_raises() -> None:
     publisher = BusPublisher(InProcessBus(max_pending=1))
-    publisher.publish(event())
-    publisher.publish(event())
+    publisher.publish(usage_event())
+    publisher.publish(usage_event())
     assert (publisher.sent, publisher.failed) == (1, 1)
 
 
@@ -73,7 +51,7 @@ async def test_kafka_publisher_without_kafka_buffers_up_to_the_bound_then_drops(
     await publisher.start()
     started = time.perf_counter()
     for n in range(8):
-        publisher.publish(event(n))
+        publisher.publish(numbered_event(n))
     assert time.perf_counter() - started < 0.1  # publish() never waits for Kafka
     assert (publisher.buffered, publisher.dropped) == (5, 3)
     await asyncio.sleep(0.2)
@@ -81,5 +59,5 @@ async def test_kafka_publisher_without_kafka_buffers_up_to_the_bound_then_drops(
     await publisher.stop()
     # What Kafka never took is counted, not silently forgotten.
     assert (publisher.buffered, publisher.dropped, publisher.sent) == (0, 8, 0)
-    publisher.publish(event())
+    publisher.publish(usage_event())
     assert publisher.dropped == 9
