@@ -52,7 +52,7 @@ format: install ## ruff format and autofix
 	$(UV) run ruff check --fix services tests bench
 
 .PHONY: typecheck
-typecheck: install ## mypy --strict
+typecheck: install ## mypy --strict over the services, the tests and the benchmarks
 	$(UV) run mypy
 
 .PHONY: bench

@@ -9,6 +9,7 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
+from anthropic.types import RawMessageStartEvent
 
 from meterline.ingress.metering import EVENT_ID_HEADER
 from meterline.ingress.providers.anthropic_wire import MessagesScanner
@@ -163,7 +164,9 @@ def test_streamed_message_passes_through_and_is_metered(gw: Gateway) -> None:
         events = list(raw.parse())
     kinds = [e.type for e in events]
     assert (kinds[0], kinds[-1]) == ("message_start", "message_stop")
-    start = events[0].message.usage
+    first = events[0]
+    assert isinstance(first, RawMessageStartEvent)
+    start = first.message.usage
     delta = next(e for e in events if e.type == "message_delta")
     [event] = gw.wait_for_events(1)
     assert event.event_id == event_id

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from openai.types.responses import ResponseCompletedEvent, ResponseTextDeltaEvent
 
 from meterline.ingress.metering import EVENT_ID_HEADER
 from meterline.ingress.providers.openai_wire import ResponsesScanner
@@ -106,9 +107,12 @@ def test_streamed_response_passes_through_and_is_metered(gw: Gateway) -> None:
     kinds = [e.type for e in events]
     assert kinds[0] == "response.created"
     assert kinds[-1] == "response.completed"
-    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
-    final = events[-1].response
+    text = "".join(e.delta for e in events if isinstance(e, ResponseTextDeltaEvent))
+    completed = events[-1]
+    assert isinstance(completed, ResponseCompletedEvent)
+    final = completed.response
     assert text == final.output_text
+    assert final.usage is not None
     [event] = gw.wait_for_events(1)
     assert event.event_id == event_id
     assert (event.status, event.streamed, event.finish_reason) == ("success", True, "completed")
@@ -348,7 +352,7 @@ def test_scanner_reads_usage_from_the_terminal_event_whatever_the_chunking(size:
         "output_tokens_details": {"reasoning_tokens": 64},
         "total_tokens": 1290,
     }
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {"status": "in_progress", "usage": None}},
         {"type": "response.output_text.delta", "delta": 'a "usage": {"x": 1} in the text'},
         {"type": "response.completed", "response": {"status": "completed", "usage": usage}},
