@@ -137,18 +137,6 @@ class PayloadTooLarge(GatewayError):
     type = "invalid_request_error"
 
 
-class UpstreamUnavailable(GatewayError):
-    """The provider could not be reached at all (nothing was sent, nothing is billed)."""
-
-    status = 502
-    type = "upstream_error"
-
-
-class UpstreamTimeout(GatewayError):
-    status = 504
-    type = "upstream_error"
-
-
 def install_error_handlers(app: FastAPI) -> None:
     async def gateway_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, GatewayError)

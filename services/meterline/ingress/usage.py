@@ -138,13 +138,6 @@ def merge_anthropic_usage(start: dict[str, Any], delta: dict[str, Any]) -> dict[
     return merged
 
 
-def from_openai_completion(completion: object) -> tuple[Usage | None, str | None]:
-    """Usage and finish reason of a whole (non-streamed) chat completion."""
-    if not isinstance(completion, dict):
-        return None, None
-    return from_openai_usage(completion.get("usage")), first_finish_reason(completion)
-
-
 def first_finish_reason(completion_or_chunk: dict[str, Any]) -> str | None:
     choices = completion_or_chunk.get("choices")
     if not isinstance(choices, list):

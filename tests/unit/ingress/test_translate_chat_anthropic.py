@@ -3,9 +3,7 @@ translator, on hand-written payloads in each API's documented shape."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,7 +16,7 @@ from meterline.ingress.translate.chat_anthropic import (
     messages_request,
     translate_answer,
 )
-from meterline.ingress.translate.stream import ChatStreamFromAnthropic, chat_stream
+from meterline.ingress.translate.stream import ChatStreamFromAnthropic
 
 TOOL = {
     "type": "function",
@@ -399,14 +397,9 @@ def test_a_stream_is_translated_whatever_the_chunking(piece: int) -> None:
 
 
 def test_no_usage_chunk_unless_the_client_asked() -> None:
-    async def source() -> AsyncIterator[bytes]:
-        yield STREAM[:100]
-        yield STREAM[100:]
-
-    async def collect() -> bytes:
-        return b"".join([chunk async for chunk in chat_stream(source(), include_usage=False)])
-
-    chunks = chunks_of(asyncio.run(collect()))
+    translator = ChatStreamFromAnthropic(include_usage=False)
+    sent = translator.feed(STREAM[:100]) + translator.feed(STREAM[100:]) + translator.finish()
+    chunks = chunks_of(sent)
     assert chunks[-1] == "[DONE]"
     assert all("usage" not in c for c in chunks if isinstance(c, dict))
 

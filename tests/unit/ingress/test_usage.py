@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from meterline.ingress.providers.openai_wire import SseScanner
-from meterline.ingress.usage import Usage, from_openai_completion, from_openai_usage
+from meterline.ingress.providers.openai_wire import OpenAIDialect, SseScanner
+from meterline.ingress.usage import Usage, from_openai_usage
 
 # Shaped like api.openai.com's answers (gpt-4o with a cache hit, o4-mini reasoning).
 COMPLETION: dict[str, Any] = {
@@ -51,7 +51,7 @@ REASONING_USAGE = {
 
 
 def test_whole_completion() -> None:
-    usage, finish_reason = from_openai_completion(COMPLETION)
+    usage, finish_reason = OpenAIDialect().answer(COMPLETION)
     assert usage is not None
     assert (usage.input_tokens, usage.cached_input_tokens) == (1117, 1024)
     assert (usage.output_tokens, usage.reasoning_tokens) == (46, 0)
@@ -106,8 +106,8 @@ def test_nonsense_counts_nothing(value: object) -> None:
 
 
 def test_no_usage_and_no_choices() -> None:
-    assert from_openai_completion({"id": "x"}) == (None, None)
-    assert from_openai_completion([1]) == (None, None)
+    assert OpenAIDialect().answer({"id": "x"}) == (None, None)
+    assert OpenAIDialect().answer({}) == (None, None)
 
 
 def sse(*payloads: dict[str, Any] | str, separator: str = "\n\n") -> bytes:

@@ -22,8 +22,10 @@ from starlette.responses import Response
 from meterline.common.config import ProviderConfig
 from meterline.ingress.errors import anthropic_error_body, anthropic_error_type
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.providers.upstream import EventScanner, Upstream, dumps
+from meterline.ingress.providers.dialect import EventScanner
+from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.routing import Route
+from meterline.ingress.sse import dumps, typed_event
 from meterline.ingress.usage import (
     Usage,
     from_anthropic_usage,
@@ -47,7 +49,7 @@ class AnthropicDialect:
             "type": "error",
             "error": {"type": anthropic_error_type(status), "message": message},
         }
-        return b"event: error\ndata: " + dumps(payload) + b"\n\n"
+        return typed_event(payload)
 
     def is_error(self, payload: dict[str, Any]) -> bool:
         return payload.get("type") == "error" and isinstance(payload.get("error"), dict)

@@ -21,16 +21,10 @@ from starlette.responses import Response
 
 from meterline.ingress.errors import error_body
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.providers.upstream import (
-    MAX_SCAN_TAIL,
-    EventScanner,
-    StreamScanner,
-    Upstream,
-    dumps,
-    event_data,
-    last_event_end,
-)
+from meterline.ingress.providers.dialect import EventScanner, StreamScanner
+from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.routing import Route
+from meterline.ingress.sse import Splitter, data_event, dumps, event_data, events
 from meterline.ingress.usage import (
     Usage,
     first_finish_reason,
@@ -38,7 +32,6 @@ from meterline.ingress.usage import (
     from_responses_usage,
 )
 
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
 # Events worth decoding: a usage object, a finish reason, or an error. Everything else (the
 # token deltas, nearly every event) passes after a few searches for literals. Three
 # patterns that each start with a literal are several times faster than one alternation.
@@ -59,26 +52,17 @@ class SseScanner:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.error_type: str | None = None
-        self._tail = b""
+        self._events = Splitter(hold=hide_usage)
 
     def feed(self, chunk: bytes) -> bytes:
         """The bytes to send on to the client now."""
-        data = self._tail + chunk if self._tail else chunk
-        end = last_event_end(data)
-        if end == 0:
-            if self.hide_usage:
-                self._tail = data
-                return b""
-            # Only scanning: an oversized event is given up on rather than held in memory.
-            self._tail = data if len(data) <= MAX_SCAN_TAIL else b""
-            return chunk
-        complete, self._tail = data[:end], data[end:]
-        scanned = self._scan(complete)
+        block = self._events.feed(chunk)
+        scanned = self._scan(block) if block else b""
         return scanned if self.hide_usage else chunk
 
     def finish(self) -> bytes:
         """The end of the stream: whatever was held back, scanned as a last event."""
-        rest, self._tail = self._tail, b""
+        rest = self._events.finish()
         if not rest:
             return b""
         scanned = self._scan(rest)
@@ -86,14 +70,7 @@ class SseScanner:
 
     def _scan(self, block: bytes) -> bytes:
         if _interesting(block):
-            parts: list[bytes] = []
-            start = 0
-            for match in _EVENT_END.finditer(block):
-                parts.append(self._event(block[start : match.end()]))
-                start = match.end()
-            if start < len(block):
-                parts.append(self._event(block[start:]))
-            block = b"".join(parts)
+            block = b"".join(self._event(event) for event in events(block))
         if self.hide_usage and b'"usage"' in block:
             # The compact form first: a plain replace is many times faster than the regex,
             # which is left for spaced JSON.
@@ -121,7 +98,7 @@ class SseScanner:
             return b""  # the usage-only chunk the gateway asked for on its own behalf
         # A provider that puts usage on a content chunk: keep the content, drop the usage.
         del payload["usage"]
-        return b"data: " + dumps(payload) + b"\n\n"
+        return data_event(payload)
 
 
 class OpenAIDialect:

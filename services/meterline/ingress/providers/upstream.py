@@ -9,16 +9,13 @@ publishing after the caller has its answer.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import re
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import aiohttp
-import anyio
 from starlette.responses import Response
 from yarl import URL
 
@@ -30,7 +27,9 @@ from meterline.ingress.metering import (
     RequestRecord,
     publish,
 )
+from meterline.ingress.providers.dialect import Dialect, StreamScanner
 from meterline.ingress.publishing.protocol import UsagePublisher
+from meterline.ingress.relay import Drains, SseRelay
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import (
     ConnectionLost,
@@ -41,7 +40,6 @@ from meterline.ingress.transport import (
     UpstreamError,
     provider_timeout,
 )
-from meterline.ingress.usage import Usage
 
 log = logging.getLogger("meterline.ingress.upstream")
 
@@ -51,237 +49,6 @@ PASSED_THROUGH_HEADERS: Final = frozenset(
 """Provider response headers the client gets: when to retry, and the provider's request id
 for support tickets (``x-request-id`` from OpenAI, ``request-id`` from Anthropic). Rate-limit
 headers describe the gateway's shared account, not the caller's, so they stay behind."""
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
-MAX_SCAN_TAIL: Final = 1 << 20
-"""Longest unfinished event kept for scanning when nothing has to be rewritten."""
-
-
-class Dialect(Protocol):
-    """How one wire format writes errors and usage."""
-
-    def error_body(self, status: int, message: str, code: str) -> bytes:
-        """An error the gateway answers itself, in this format."""
-        ...
-
-    def stream_error(self, message: str, code: str) -> bytes:
-        """An error event ending a stream that already has its 200."""
-        ...
-
-    def is_error(self, payload: dict[str, Any]) -> bool:
-        """Whether a provider's error body is already in this format."""
-        ...
-
-    def answer(self, payload: dict[str, Any]) -> tuple[Usage | None, str | None]:
-        """Usage and finish reason of a whole successful answer."""
-        ...
-
-    def error_type(self, payload: dict[str, Any], default: str) -> str:
-        """The most specific name for the error in a provider's error body."""
-        ...
-
-
-class StreamScanner(Protocol):
-    """Follows a stream chunk by chunk and records usage, finish reason and errors."""
-
-    usage: Usage | None
-    finish_reason: str | None
-    error_type: str | None
-
-    def feed(self, chunk: bytes) -> bytes:
-        """The bytes to send on to the client now."""
-        ...
-
-    def finish(self) -> bytes:
-        """The end of the stream: whatever was held back."""
-        ...
-
-
-class EventScanner:
-    """A scanner that never changes the stream: it passes every chunk on at once and decodes
-    only the complete events ``wanted`` picks (a few byte searches each), which are the few
-    that carry usage, a stop reason or an error. Subclasses say what to look for."""
-
-    def __init__(self) -> None:
-        self.usage: Usage | None = None
-        self.finish_reason: str | None = None
-        self.error_type: str | None = None
-        self._tail = b""
-
-    def wanted(self, block: bytes) -> bool:
-        raise NotImplementedError
-
-    def handle(self, payload: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def feed(self, chunk: bytes) -> bytes:
-        data = self._tail + chunk if self._tail else chunk
-        end = last_event_end(data)
-        if end == 0:
-            # An oversized event is given up on rather than held in memory.
-            self._tail = data if len(data) <= MAX_SCAN_TAIL else b""
-            return chunk
-        complete, self._tail = data[:end], data[end:]
-        self._scan(complete)
-        return chunk
-
-    def finish(self) -> bytes:
-        rest, self._tail = self._tail, b""
-        if rest:
-            self._scan(rest)
-        return b""
-
-    def _scan(self, block: bytes) -> None:
-        if not self.wanted(block):
-            return
-        start = 0
-        for match in _EVENT_END.finditer(block):
-            self._event(block[start : match.end()])
-            start = match.end()
-        if start < len(block):
-            self._event(block[start:])
-
-    def _event(self, event: bytes) -> None:
-        if self.wanted(event):
-            payload = event_data(event)
-            if payload is not None:
-                self.handle(payload)
-
-
-class Drains:
-    """Streams whose client went away, read to their end in the background for the usage
-    the provider bills. Tracked so that a shutdown waits for them (briefly) and so that a
-    running task is never garbage-collected."""
-
-    def __init__(self, seconds: float):
-        self.seconds = seconds
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def enabled(self) -> bool:
-        return self.seconds > 0
-
-    def __len__(self) -> int:
-        return len(self._tasks)
-
-    def start(self, drain: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(drain)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def wait(self, timeout: float) -> None:
-        """At shutdown: let the drains finish for up to ``timeout`` seconds, then cancel the
-        rest, which publish what they have read so far."""
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-
-
-class SseRelay:
-    """One upstream stream on its way to the client; publishes the request's event when
-    it ends, however it ends."""
-
-    def __init__(
-        self,
-        response: ProviderResponse,
-        record: RequestRecord,
-        publisher: UsagePublisher,
-        scanner: StreamScanner,
-        dialect: Dialect,
-        drains: Drains,
-    ):
-        self._response = response
-        self._record = record
-        self._publisher = publisher
-        self._scanner = scanner
-        self._dialect = dialect
-        self._drains = drains
-        self._complete = False
-        self._transport_error: str | None = None
-        self._closed = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._response.chunks():
-                if not chunk:
-                    continue
-                # Time to the first bytes of the answer: the provider sends its first
-                # event together with the first token.
-                self._record.mark_first_token()
-                out = self._scanner.feed(chunk)
-                if out:
-                    yield out
-            rest = self._scanner.finish()
-            if rest:
-                yield rest
-            self._complete = True
-        except UpstreamError as error:
-            # Too late for a status code: the client gets an error event in the stream,
-            # which the SDKs raise as an API error.
-            timed_out = isinstance(error, ReadTimedOut)
-            self._transport_error = "upstream_timeout" if timed_out else "upstream_connection_error"
-            message = "the provider stopped answering mid-stream"
-            yield self._dialect.stream_error(message, self._transport_error)
-        finally:
-            await self.close()
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if not self._complete and self._transport_error is None and self._drains.enabled:
-            # The client went away mid-stream. The provider bills the generation it already
-            # started, and on the OpenAI wire its usage only comes in the last chunk: read
-            # the rest of the stream in the background for it, off this (possibly
-            # cancelled) task.
-            self._drains.start(self._drain_and_finish())
-            return
-        await self._finish()
-
-    async def _drain_and_finish(self) -> None:
-        try:
-            with anyio.fail_after(self._drains.seconds):
-                # Resumes where the relay, consumed or cancelled, stopped reading.
-                async for chunk in self._response.chunks():
-                    if chunk:
-                        self._scanner.feed(chunk)
-            self._scanner.finish()
-        except TimeoutError:
-            log.warning(
-                "event %s: the provider's stream did not end within %.0f s of the client "
-                "leaving; recorded with the usage seen so far",
-                self._record.event_id,
-                self._drains.seconds,
-            )
-        except Exception:
-            log.debug("draining an abandoned stream failed", exc_info=True)
-        finally:
-            await self._finish()
-
-    async def _finish(self) -> None:
-        self._response.close()
-        scanner = self._scanner
-        error_type = self._transport_error or scanner.error_type
-        if error_type is not None:
-            status = "error"
-        elif self._complete:
-            status = "success"
-        else:
-            status = "client_disconnected"
-        publish(
-            self._publisher,
-            self._record.event(
-                status=status,
-                http_status=self._response.status,
-                usage=scanner.usage,
-                finish_reason=scanner.finish_reason,
-                error_type=error_type,
-            ),
-        )
 
 
 class Upstream:
@@ -523,39 +290,9 @@ def response_headers(
     return content_type, headers
 
 
-def last_event_end(data: bytes) -> int:
-    """Where the last complete event in ``data`` ends (0: none is complete). Events end
-    with a blank line; providers write ``\\n\\n``, the SSE specification also allows CRLFs."""
-    end = data.rfind(b"\n\n")
-    end = end + 2 if end >= 0 else 0
-    if b"\r" in data:
-        crlf = data.rfind(b"\r\n\r\n")
-        if crlf >= 0:
-            end = max(end, crlf + 4)
-    return end
-
-
-def event_data(event: bytes) -> dict[str, Any] | None:
-    """The JSON object in an event's ``data:`` lines, if there is one."""
-    lines = [
-        line[5:].removeprefix(b" ") for line in event.splitlines() if line.startswith(b"data:")
-    ]
-    if not lines:
-        return None
-    try:
-        payload = json.loads(b"\n".join(lines))
-    except ValueError:  # [DONE], or something we only pass along
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
 def _json_object(answer: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(answer)
     except ValueError:
         return {}
     return payload if isinstance(payload, dict) else {}
-
-
-def dumps(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()

@@ -18,11 +18,10 @@ Anthropic reports them.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Final
 
 from meterline.ingress.errors import BadRequest, anthropic_error_body
-from meterline.ingress.providers.upstream import event_data, last_event_end
+from meterline.ingress.sse import Splitter, dumps, event_data, events, is_done, typed_event
 from meterline.ingress.usage import Usage, from_openai_usage
 
 STOP_REASONS: Final[dict[str, str]] = {
@@ -32,8 +31,6 @@ STOP_REASONS: Final[dict[str, str]] = {
     "function_call": "tool_use",
     "content_filter": "refusal",
 }
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
 
 
 def stop_reason(finish: object) -> str | None:
@@ -273,20 +270,12 @@ def translate_answer(status: int, body: bytes) -> bytes:
     if not isinstance(payload, dict):
         return body
     if 200 <= status < 300 and isinstance(payload.get("choices"), list):
-        return _dumps(message(payload))
+        return dumps(message(payload))
     error = payload.get("error")
     if isinstance(error, dict):
         text = error.get("message")
         return anthropic_error_body(status, text if isinstance(text, str) else f"HTTP {status}")
     return body
-
-
-def _dumps(value: object) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
-def _event(payload: dict[str, Any]) -> bytes:
-    return f"event: {payload['type']}\ndata: ".encode() + _dumps(payload) + b"\n\n"
 
 
 class MessagesStreamFromChat:
@@ -300,7 +289,7 @@ class MessagesStreamFromChat:
         self.usage: Usage | None = None
         self.finish_reason: str | None = None
         self.error_type: str | None = None
-        self._tail = b""
+        self._events = Splitter(hold=True)
         self._started = False
         self._stopped = False
         self._block: tuple[str, int] | None = None
@@ -308,28 +297,19 @@ class MessagesStreamFromChat:
         self._index = -1
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._tail + chunk if self._tail else chunk
-        end = last_event_end(data)
-        self._tail = data[end:]
-        return self._translate(data[:end]) if end else b""
+        block = self._events.feed(chunk)
+        return self._translate(block) if block else b""
 
     def finish(self) -> bytes:
-        rest, self._tail = self._tail, b""
+        rest = self._events.finish()
         out = self._translate(rest) if rest.strip() else b""
         return out + b"".join(self._stop())
 
     def _translate(self, block: bytes) -> bytes:
-        out: list[bytes] = []
-        start = 0
-        for match in _EVENT_END.finditer(block):
-            out.extend(self._chunk(block[start : match.end()]))
-            start = match.end()
-        if start < len(block):
-            out.extend(self._chunk(block[start:]))
-        return b"".join(out)
+        return b"".join(out for event in events(block) for out in self._chunk(event))
 
     def _chunk(self, raw: bytes) -> list[bytes]:
-        if raw.strip().endswith(b"[DONE]"):
+        if is_done(raw):
             return self._stop()
         payload = event_data(raw)
         if payload is None:
@@ -340,7 +320,7 @@ class MessagesStreamFromChat:
             self.error_type = code if isinstance(code, str) and code else "upstream_stream_error"
             text = error.get("message")
             return [
-                _event(
+                typed_event(
                     {
                         "type": "error",
                         "error": {
@@ -379,7 +359,7 @@ class MessagesStreamFromChat:
             # Chat Completions reports usage at the end; message_delta carries it.
             "usage": {"input_tokens": 0, "output_tokens": 0},
         }
-        return [_event({"type": "message_start", "message": message})]
+        return [typed_event({"type": "message_start", "message": message})]
 
     def _delta(self, delta: dict[str, Any]) -> list[bytes]:
         out: list[bytes] = []
@@ -414,7 +394,7 @@ class MessagesStreamFromChat:
         self._index += 1
         self._block = block
         out.append(
-            _event(
+            typed_event(
                 {
                     "type": "content_block_start",
                     "index": self._index,
@@ -428,10 +408,10 @@ class MessagesStreamFromChat:
         if self._block is None:
             return []
         self._block = None
-        return [_event({"type": "content_block_stop", "index": self._index})]
+        return [typed_event({"type": "content_block_stop", "index": self._index})]
 
     def _block_delta(self, delta: dict[str, Any]) -> bytes:
-        return _event({"type": "content_block_delta", "index": self._index, "delta": delta})
+        return typed_event({"type": "content_block_delta", "index": self._index, "delta": delta})
 
     def _stop(self) -> list[bytes]:
         if self._stopped or not self._started:
@@ -440,7 +420,7 @@ class MessagesStreamFromChat:
         out = self._close()
         usage = anthropic_usage(self.usage or Usage())
         out.append(
-            _event(
+            typed_event(
                 {
                     "type": "message_delta",
                     "delta": {
@@ -451,5 +431,5 @@ class MessagesStreamFromChat:
                 }
             )
         )
-        out.append(_event({"type": "message_stop"}))
+        out.append(typed_event({"type": "message_stop"}))
         return out

@@ -2,7 +2,7 @@
 
 ``ChatStreamFromAnthropic`` is fed the provider's bytes as they arrive and returns the
 client's bytes for each piece (a ``StreamScanner``, so the relay meters and translates in
-one pass); ``chat_stream`` wraps it for any async byte iterator.
+one pass).
 
 =========================================== =============================================
 Anthropic event                             Chat Completions chunk
@@ -25,13 +25,10 @@ provider bills, cache writes included.
 
 from __future__ import annotations
 
-import json
-import re
 import time
-from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
-from meterline.ingress.providers.upstream import event_data, last_event_end
+from meterline.ingress.sse import DONE, Splitter, data_event, event_data, events
 from meterline.ingress.translate.chat_anthropic import (
     chat_error,
     chat_usage,
@@ -39,9 +36,6 @@ from meterline.ingress.translate.chat_anthropic import (
     tool_call,
 )
 from meterline.ingress.usage import Usage, from_anthropic_usage, merge_anthropic_usage
-
-_EVENT_END = re.compile(rb"\r\n\r\n|\n\n")
-DONE = b"data: [DONE]\n\n"
 
 
 class ChatStreamFromAnthropic:
@@ -57,28 +51,19 @@ class ChatStreamFromAnthropic:
         self._raw_usage: dict[str, Any] = {}
         self._tool_index: dict[int, int] = {}
         """Anthropic content block index -> the tool call's index in ``tool_calls``."""
-        self._tail = b""
+        self._events = Splitter(hold=True)
         self._done = False
 
     def feed(self, chunk: bytes) -> bytes:
-        data = self._tail + chunk if self._tail else chunk
-        end = last_event_end(data)
-        self._tail = data[end:]
-        return self._translate(data[:end]) if end else b""
+        block = self._events.feed(chunk)
+        return self._translate(block) if block else b""
 
     def finish(self) -> bytes:
-        rest, self._tail = self._tail, b""
+        rest = self._events.finish()
         return self._translate(rest) if rest.strip() else b""
 
     def _translate(self, block: bytes) -> bytes:
-        out: list[bytes] = []
-        start = 0
-        for match in _EVENT_END.finditer(block):
-            out.extend(self._event(block[start : match.end()]))
-            start = match.end()
-        if start < len(block):
-            out.extend(self._event(block[start:]))
-        return b"".join(out)
+        return b"".join(out for event in events(block) for out in self._event(event))
 
     def _event(self, event: bytes) -> list[bytes]:
         payload = event_data(event)
@@ -115,7 +100,7 @@ class ChatStreamFromAnthropic:
             error = payload.get("error")
             kind = error.get("type") if isinstance(error, dict) else None
             self.error_type = kind if isinstance(kind, str) and kind else "upstream_stream_error"
-            return [_data(chat_error(payload, 502))]
+            return [data_event(chat_error(payload, 502))]
         return []
 
     def _block_start(self, payload: dict[str, Any]) -> list[bytes]:
@@ -155,7 +140,7 @@ class ChatStreamFromAnthropic:
         out = []
         usage = chat_usage(self._raw_usage) if self._raw_usage else None
         if self.include_usage and usage is not None:
-            out.append(_data({**self._base(), "choices": [], "usage": usage}))
+            out.append(data_event({**self._base(), "choices": [], "usage": usage}))
         out.append(DONE)
         return out
 
@@ -169,24 +154,4 @@ class ChatStreamFromAnthropic:
 
     def _chunk(self, delta: dict[str, Any], reason: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": reason}
-        return _data({**self._base(), "choices": [choice]})
-
-
-def _data(payload: dict[str, Any]) -> bytes:
-    return (
-        b"data: "
-        + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-        + (b"\n\n")
-    )
-
-
-async def chat_stream(source: AsyncIterable[bytes], *, include_usage: bool) -> AsyncIterator[bytes]:
-    """Translate a whole Anthropic SSE byte stream into Chat Completions SSE bytes."""
-    translator = ChatStreamFromAnthropic(include_usage=include_usage)
-    async for chunk in source:
-        out = translator.feed(chunk)
-        if out:
-            yield out
-    rest = translator.finish()
-    if rest:
-        yield rest
+        return data_event({**self._base(), "choices": [choice]})

@@ -12,8 +12,9 @@ from starlette.responses import Response
 from meterline.ingress.metering import RequestRecord
 from meterline.ingress.providers.anthropic_wire import AnthropicDialect, messages_path
 from meterline.ingress.providers.openai_wire import OpenAIDialect
-from meterline.ingress.providers.upstream import Upstream, dumps
+from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.routing import Route
+from meterline.ingress.sse import dumps
 from meterline.ingress.translate import messages_openai
 from meterline.ingress.translate.chat_anthropic import (
     ANTHROPIC_VERSION,
