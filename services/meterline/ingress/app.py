@@ -54,7 +54,7 @@ def create_app(
                     settings=settings,
                     config=config,
                     keys=KeyRing(config),
-                    chat_router=Router(config, wire="openai", credentials=credentials),
+                    responses_router=Router(config, wire="openai", credentials=credentials),
                     openai=OpenAIWire(upstream),
                     publisher=publisher,
                     messages_router=Router(

@@ -29,8 +29,8 @@ class Gateway:
     settings: IngressSettings
     config: GatewayConfig
     keys: KeyRing
-    chat_router: Router
-    """Routes to providers speaking the OpenAI wire: Chat Completions and Responses."""
+    responses_router: Router
+    """Routes for Responses: providers speaking the OpenAI wire."""
     openai: OpenAIWire
     publisher: UsagePublisher
     messages_router: Router

@@ -6,16 +6,12 @@ The request may go to several routes in turn (``routing.py``: ``order``, ``only`
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from meterline.ingress.deps import authenticate, gateway_of, read_json_object
 from meterline.ingress.errors import BadRequest
-from meterline.ingress.metering import RequestRecord
-from meterline.ingress.routing import Route, first_success
+from meterline.ingress.routers.call import answer, begin, streamed
+from meterline.ingress.routing import Route
 from meterline.ingress.tagging import take_options
 from meterline.ingress.translate.wire import chat_via_anthropic
 
@@ -23,38 +19,16 @@ router = APIRouter()
 
 
 async def chat_completions(request: Request) -> Response:
-    # Both clocks first, so the duration includes reading the body. perf_counter for
-    # durations: the wall clock may jump.
-    started_at, started = datetime.now(UTC), time.perf_counter()
-    gateway = gateway_of(request)
-    caller = authenticate(request, gateway)
-    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model is required: a string 'provider/model'", param="model")
+    call = await begin(request)
+    body = call.body
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages is required: a non-empty array", param="messages")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("stream must be a boolean", param="stream")
+    stream = streamed(body)
     attribution, options = take_options(body, request.headers)
-    routes = gateway.completions_router.plan(model, options, caller.team)
-    first = routes[0]
-    record = RequestRecord(
-        team_id=caller.team.id,
-        api_key_name=caller.key_name,
-        api_surface="chat_completions",
-        model_requested=model,
-        model=first.model,
-        provider=first.provider.slug,
-        credential_type=first.credential.type,
-        streamed=stream,
-        user_id=attribution.user,
-        tags=attribution.tags,
-        started_at=started_at,
-        started=started,
-    )
+    gateway = call.gateway
+    routes = gateway.completions_router.plan(call.model, options, call.caller.team)
+    record = call.record("chat_completions", routes, attribution, stream)
 
     async def send(route: Route) -> Response:
         if route.provider.wire == "anthropic":
@@ -63,9 +37,7 @@ async def chat_completions(request: Request) -> Response:
         # gets its own copy.
         return await gateway.openai.chat_completions(route, dict(body), record)
 
-    if len(routes) == 1:
-        return await send(first)
-    return await first_success(routes, record, send)
+    return await answer(routes, record, send)
 
 
 # A plain Starlette route: no request-model validation or dependency resolution on the hot

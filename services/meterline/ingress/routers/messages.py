@@ -8,17 +8,14 @@ gateway key is accepted as ``x-api-key`` (what the Anthropic SDK sends) or as
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from meterline.common.events import MAX_USER_LENGTH
-from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
+from meterline.ingress.deps import Caller, Gateway, authenticate
 from meterline.ingress.errors import BadRequest, Unauthorized
-from meterline.ingress.metering import RequestRecord
-from meterline.ingress.routing import Route, first_success
+from meterline.ingress.routers.call import answer, begin, streamed
+from meterline.ingress.routing import Route
 from meterline.ingress.tagging import Attribution, take_options
 from meterline.ingress.translate.wire import messages_via_openai
 
@@ -54,39 +51,17 @@ def metadata_user(body: dict[str, object], attribution: Attribution) -> Attribut
 
 
 async def messages(request: Request) -> Response:
-    started_at, started = datetime.now(UTC), time.perf_counter()
-    gateway = gateway_of(request)
-    caller = authenticate_anthropic(request, gateway)
-    if not request.headers.get("anthropic-version", "").strip():
-        raise BadRequest("anthropic-version: header is required", param="anthropic-version")
-    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model: a string 'provider/model' is required", param="model")
+    call = await begin(request, authenticate_anthropic, anthropic=True)
+    body = call.body
     history = body.get("messages")
     if not isinstance(history, list) or not history:
         raise BadRequest("messages: a non-empty array is required", param="messages")
-    stream = body.get("stream", False)
-    if not isinstance(stream, bool):
-        raise BadRequest("stream: must be a boolean", param="stream")
+    stream = streamed(body, anthropic=True)
     attribution, options = take_options(body, request.headers, standard_user=False)
     attribution = metadata_user(body, attribution)
-    routes = gateway.messages_router.plan(model, options, caller.team)
-    first = routes[0]
-    record = RequestRecord(
-        team_id=caller.team.id,
-        api_key_name=caller.key_name,
-        api_surface="messages",
-        model_requested=model,
-        model=first.model,
-        provider=first.provider.slug,
-        credential_type=first.credential.type,
-        streamed=stream,
-        user_id=attribution.user,
-        tags=attribution.tags,
-        started_at=started_at,
-        started=started,
-    )
+    gateway = call.gateway
+    routes = gateway.messages_router.plan(call.model, options, call.caller.team)
+    record = call.record("messages", routes, attribution, stream)
 
     async def send(route: Route) -> Response:
         if route.provider.wire == "openai":
@@ -94,31 +69,22 @@ async def messages(request: Request) -> Response:
         # The wire sets the model in the body: each attempt gets its own copy.
         return await gateway.anthropic.messages(route, dict(body), request.headers, record)
 
-    if len(routes) == 1:
-        return await send(first)
-    return await first_success(routes, record, send)
+    return await answer(routes, record, send)
 
 
 async def count_tokens(request: Request) -> Response:
     """``POST /v1/messages/count_tokens``: answered by the model's provider (its first route,
     with that route's credential), not metered: providers do not bill it."""
-    gateway = gateway_of(request)
-    caller = authenticate_anthropic(request, gateway)
-    if not request.headers.get("anthropic-version", "").strip():
-        raise BadRequest("anthropic-version: header is required", param="anthropic-version")
-    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
-    model = body.get("model")
-    if not isinstance(model, str) or not model:
-        raise BadRequest("model: a string 'provider/model' is required", param="model")
-    _, options = take_options(body, request.headers, standard_user=False)
-    route = gateway.messages_router.plan(model, options, caller.team)[0]
+    call = await begin(request, authenticate_anthropic, anthropic=True)
+    _, options = take_options(call.body, request.headers, standard_user=False)
+    route = call.gateway.messages_router.plan(call.model, options, call.caller.team)[0]
     if route.provider.wire != "anthropic":
         raise BadRequest(
             f"model: provider {route.provider.slug!r} speaks the {route.provider.wire} wire "
             "format, which has no token counting endpoint",
             param="model",
         )
-    return await gateway.anthropic.count_tokens(route, body, request.headers)
+    return await call.gateway.anthropic.count_tokens(route, call.body, request.headers)
 
 
 router.add_route("/v1/messages", messages, methods=["POST"])

@@ -1,0 +1,97 @@
+"""What every metered surface does around its own checks: the clocks, the caller, the
+body and its model; then the request's record, and the routes tried in turn.
+
+Each surface keeps its own wording (Anthropic's "field: message", OpenAI's sentences) and
+its own error format (``errors.py`` picks it by path)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import Request
+from starlette.responses import Response
+
+from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
+from meterline.ingress.errors import BadRequest
+from meterline.ingress.metering import RequestRecord
+from meterline.ingress.routing import Route, first_success
+from meterline.ingress.tagging import Attribution
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    gateway: Gateway
+    caller: Caller
+    body: dict[str, Any]
+    model: str
+    started_at: datetime
+    started: float
+
+    def record(
+        self, surface: str, routes: Sequence[Route], attribution: Attribution, streamed: bool
+    ) -> RequestRecord:
+        """The request's record, under its first route (``answer`` moves it along)."""
+        first = routes[0]
+        return RequestRecord(
+            team_id=self.caller.team.id,
+            api_key_name=self.caller.key_name,
+            api_surface=surface,
+            model_requested=self.model,
+            model=first.model,
+            provider=first.provider.slug,
+            credential_type=first.credential.type,
+            streamed=streamed,
+            user_id=attribution.user,
+            tags=attribution.tags,
+            started_at=self.started_at,
+            started=self.started,
+        )
+
+
+async def begin(
+    request: Request,
+    caller_of: Callable[[Request, Gateway], Caller] = authenticate,
+    *,
+    anthropic: bool = False,
+) -> Call:
+    """The caller, the body and its ``model``; on the Messages surface the
+    ``anthropic-version`` header too, before the body is read."""
+    # Both clocks first, so the duration includes reading the body. perf_counter for
+    # durations: the wall clock may jump.
+    started_at, started = datetime.now(UTC), time.perf_counter()
+    gateway = gateway_of(request)
+    caller = caller_of(request, gateway)
+    if anthropic and not request.headers.get("anthropic-version", "").strip():
+        raise BadRequest("anthropic-version: header is required", param="anthropic-version")
+    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        if anthropic:
+            raise BadRequest("model: a string 'provider/model' is required", param="model")
+        raise BadRequest("model is required: a string 'provider/model'", param="model")
+    return Call(gateway, caller, body, model, started_at, started)
+
+
+def streamed(body: dict[str, Any], *, anthropic: bool = False) -> bool:
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise BadRequest(
+            "stream: must be a boolean" if anthropic else "stream must be a boolean",
+            param="stream",
+        )
+    return stream
+
+
+async def answer(
+    routes: Sequence[Route],
+    record: RequestRecord,
+    send: Callable[[Route], Awaitable[Response]],
+) -> Response:
+    """The first route's answer, or the first worth keeping of several (``routing.py``)."""
+    if len(routes) == 1:
+        return await send(routes[0])
+    return await first_success(routes, record, send)
