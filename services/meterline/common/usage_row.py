@@ -281,7 +281,7 @@ def _compile(parameters: str, expression: str) -> Any:
 
 
 passes: Final[Callable[[UsageEvent], bool]] = _compile(
-    "event", "bool(" + " and ".join(f"({check.python})" for check in CHECKS) + ")"
+    "event", "True if " + " and ".join(f"({check.python})" for check in CHECKS) + " else False"
 )
 """Whether the event passes every check: the consumer's common case, in one expression."""
 

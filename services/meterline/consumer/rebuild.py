@@ -24,6 +24,7 @@ for a rebuild of today. Days are UTC days, like the rollups' ``day`` and ``hour`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid
@@ -220,7 +221,8 @@ def _repriced_blocks(
 ) -> Iterator[list[list[Any]]]:
     """Day by day, so memory holds one day's events at most: the rows whose price the
     enricher now computes differently, as (event_id, *PRICE_COLUMNS)."""
-    fields = [name for name in RAW_COLUMNS if name not in PRICE_COLUMNS]
+    # The event's own fields: a column the row derives from them is not one.
+    fields = [field.name for field in dataclasses.fields(UsageEvent)]
     positions = [RAW_COLUMNS.index(name) for name in PRICE_COLUMNS]
     select = ", ".join(quote_identifier(name) for name in RAW_COLUMNS)
     block: list[list[Any]] = []
