@@ -10,39 +10,10 @@ from urllib.parse import urlparse
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-# The raw table's columns, in the order rows are built; ``ingested_at`` is the table's
-# DEFAULT. tests/integration/warehouse checks that every one exists in schemas/clickhouse.
-RAW_COLUMNS: Final = (
-    "event_id",
-    "team_id",
-    "api_key_name",
-    "api_surface",
-    "started_at",
-    "duration_ms",
-    "time_to_first_token_ms",
-    "user_id",
-    "tags",
-    "model_requested",
-    "model",
-    "provider",
-    "credential_type",
-    "streamed",
-    "status",
-    "http_status",
-    "finish_reason",
-    "error_type",
-    "input_tokens",
-    "output_tokens",
-    "cached_input_tokens",
-    "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens",
-    "reasoning_tokens",
-    "market_cost",
-    "total_cost",
-    "price_known",
-    "price_source",
-    "raw_usage",
-)
+from meterline.common import usage_row
+
+RAW_COLUMNS: Final = usage_row.RAW_COLUMNS
+"""The raw table's columns, in the order rows are built (``usage_row.COLUMNS``)."""
 
 
 def connect(url: str, database: str | None = None, **settings: Any) -> Client:

@@ -8,29 +8,36 @@ writes (``cache_creation_input_tokens``) included; ``output_tokens`` counts ever
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
-API_SURFACES: Final = frozenset({"chat_completions", "responses", "messages"})
-CREDENTIAL_TYPES: Final = frozenset({"system", "byok"})
-STATUSES: Final = frozenset({"success", "error", "client_disconnected"})
+from meterline.common.usage_row import (
+    API_SURFACES,
+    CREDENTIAL_TYPES,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    MAX_UINT32,
+    MAX_USER_LENGTH,
+    STATUSES,
+    failure,
+    passes,
+)
 
-MAX_TAGS: Final = 10
-MAX_TAG_LENGTH: Final = 64
-MAX_USER_LENGTH: Final = 256
-MAX_UINT32: Final = 2**32 - 1
-"""The raw table keeps durations in UInt32 milliseconds (about 49 days) and HTTP statuses
-in UInt16: an event outside them cannot be stored as it is."""
-
-# What str(uuid.uuid4()) writes and the Avro uuid type specifies: 8-4-4-4-12 hex digits.
-# Other spellings uuid.UUID accepts (braces, "urn:uuid:", no hyphens) are refused, because
-# the warehouse's UUID column takes this one only.
-_CANONICAL_UUID: Final = re.compile(
-    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-).fullmatch
+# The allowed values and limits belong to the checks (usage_row); they are named here too,
+# for the code that makes events.
+__all__ = [
+    "API_SURFACES",
+    "CREDENTIAL_TYPES",
+    "MAX_TAGS",
+    "MAX_TAG_LENGTH",
+    "MAX_UINT32",
+    "MAX_USER_LENGTH",
+    "STATUSES",
+    "EventValidationError",
+    "UsageEvent",
+]
 
 
 class EventValidationError(ValueError):
@@ -136,93 +143,10 @@ class UsageEvent:
         )
 
     def validate(self) -> None:
-        """Refuse events that would corrupt a report. Raises EventValidationError."""
-        # The consumer validates every event it reads, so the common case (all fine) is
-        # checked with as few Python operations as possible; any failure is then explained
-        # by the field-by-field checks below, in the same order and with the same messages.
-        tags = self.tags
-        cached = self.cached_input_tokens
-        written = self.cache_creation_input_tokens
-        if (
-            type(self.event_id) is str
-            and _CANONICAL_UUID(self.event_id) is not None
-            and self.team_id
-            and self.api_key_name
-            and self.model
-            and self.provider
-            and self.api_surface in API_SURFACES
-            and self.credential_type in CREDENTIAL_TYPES
-            and self.status in STATUSES
-            and self.started_at.tzinfo is not None
-            and 0 <= self.duration_ms <= MAX_UINT32
-            and (
-                self.time_to_first_token_ms is None
-                or 0 <= self.time_to_first_token_ms <= MAX_UINT32
-            )
-            and 0 <= self.http_status <= 65535
-            and self.output_tokens >= self.reasoning_tokens >= 0
-            and 0 <= self.cache_creation_1h_input_tokens <= written
-            and cached >= 0
-            and cached + written <= self.input_tokens
-            and len(tags) <= MAX_TAGS
-            and all(1 <= len(tag) <= MAX_TAG_LENGTH for tag in tags)
-            and (self.user_id is None or len(self.user_id) <= MAX_USER_LENGTH)
-        ):
+        """Refuse events that would corrupt a report (``usage_row.CHECKS``). Raises
+        EventValidationError, with the message of the first check the event fails."""
+        if passes(self):
             return
-        self._explain_invalid()
-
-    def _explain_invalid(self) -> None:
-        if type(self.event_id) is not str or _CANONICAL_UUID(self.event_id) is None:
-            raise EventValidationError(f"event_id is not a UUID: {self.event_id!r}")
-        for name in ("team_id", "api_key_name", "model", "provider"):
-            if not getattr(self, name):
-                raise EventValidationError(f"{name} is empty")
-        if self.api_surface not in API_SURFACES:
-            raise EventValidationError(
-                f"api_surface {self.api_surface!r} is not one of {sorted(API_SURFACES)}"
-            )
-        if self.credential_type not in CREDENTIAL_TYPES:
-            raise EventValidationError(
-                f"credential_type {self.credential_type!r} is not one of {sorted(CREDENTIAL_TYPES)}"
-            )
-        if self.status not in STATUSES:
-            raise EventValidationError(f"status {self.status!r} is not one of {sorted(STATUSES)}")
-        if self.started_at.tzinfo is None:
-            raise EventValidationError("started_at has no time zone")
-        for name in (
-            "duration_ms",
-            "input_tokens",
-            "output_tokens",
-            "cached_input_tokens",
-            "cache_creation_input_tokens",
-            "cache_creation_1h_input_tokens",
-            "reasoning_tokens",
-        ):
-            if getattr(self, name) < 0:
-                raise EventValidationError(f"{name} is negative")
-        if self.duration_ms > MAX_UINT32:
-            raise EventValidationError(f"duration_ms exceeds {MAX_UINT32}")
-        ttft = self.time_to_first_token_ms
-        if ttft is not None and not 0 <= ttft <= MAX_UINT32:
-            raise EventValidationError(f"time_to_first_token_ms is not 0..{MAX_UINT32}")
-        if not 0 <= self.http_status <= 65535:
-            raise EventValidationError("http_status is not 0..65535")
-        if self.cached_input_tokens + self.cache_creation_input_tokens > self.input_tokens:
-            raise EventValidationError(
-                "cached_input_tokens + cache_creation_input_tokens exceed input_tokens"
-            )
-        if self.cache_creation_1h_input_tokens > self.cache_creation_input_tokens:
-            raise EventValidationError(
-                "cache_creation_1h_input_tokens exceed cache_creation_input_tokens"
-            )
-        if self.reasoning_tokens > self.output_tokens:
-            raise EventValidationError("reasoning_tokens exceed output_tokens")
-        if len(self.tags) > MAX_TAGS:
-            raise EventValidationError(f"more than {MAX_TAGS} tags")
-        for tag in self.tags:
-            if not 1 <= len(tag) <= MAX_TAG_LENGTH:
-                raise EventValidationError(
-                    f"tag {tag[:80]!r} is not 1..{MAX_TAG_LENGTH} characters"
-                )
-        if self.user_id is not None and len(self.user_id) > MAX_USER_LENGTH:
-            raise EventValidationError(f"user_id is longer than {MAX_USER_LENGTH} characters")
+        message = failure(self)
+        if message is not None:
+            raise EventValidationError(message)

@@ -9,7 +9,7 @@ A model with no known price yields ``None``, never a silent 0: the row is stored
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, Final, Literal, Protocol, TypeAlias
@@ -17,8 +17,9 @@ from typing import Any, Final, Literal, Protocol, TypeAlias
 from meterline.common.config import PriceOverride
 
 MILLION: Final = Decimal(1_000_000)
-MONEY_QUANTUM: Final = Decimal("1e-12")
-"""The warehouse stores money as Decimal(38, 12)."""
+MONEY_SCALE: Final = 12
+"""Decimal places of money in the warehouse (``usage_row.MONEY``)."""
+MONEY_QUANTUM: Final = Decimal(1).scaleb(-MONEY_SCALE)
 
 ZERO: Final = Decimal(0)
 
@@ -33,6 +34,36 @@ class TokenCounts:
     cache_creation_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     reasoning_tokens: int = 0
+
+
+TOKEN_FIELDS: Final = tuple(field.name for field in fields(TokenCounts))
+"""The event's token counts, as ``TokenCounts`` takes them (positionally too)."""
+
+TOKEN_KINDS: Final = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
+"""The kinds of token a price tells apart, each with its own rate (``PerMillionRates``)."""
+
+
+def tokens_by_kind(tokens: TokenCounts) -> tuple[int, int, int, int, int]:
+    """How many tokens of each kind, in ``TOKEN_KINDS`` order: the input counts every input
+    token, so the cache reads and writes come out of it; the one-hour writes come out of the
+    writes. ``TOKENS_BY_KIND_SQL`` is the same over the raw table's columns."""
+    return (
+        tokens.input_tokens - tokens.cached_input_tokens - tokens.cache_creation_input_tokens,
+        tokens.cached_input_tokens,
+        tokens.cache_creation_input_tokens - tokens.cache_creation_1h_input_tokens,
+        tokens.cache_creation_1h_input_tokens,
+        tokens.output_tokens,
+    )
+
+
+TOKENS_BY_KIND_SQL: Final = {
+    "input": "(input_tokens - cached_input_tokens - cache_creation_input_tokens)",
+    "cache_read": "cached_input_tokens",
+    "cache_write": "(cache_creation_input_tokens - cache_creation_1h_input_tokens)",
+    "cache_write_1h": "cache_creation_1h_input_tokens",
+    "output": "output_tokens",
+}
+"""``tokens_by_kind`` in ClickHouse SQL, for the warehouse engine's pricing."""
 
 
 class PriceSource(Protocol):
@@ -64,16 +95,15 @@ class PerMillionRates:
     cache_write_1h: Decimal
 
     def cost(self, tokens: TokenCounts) -> Decimal:
-        uncached = (
-            tokens.input_tokens - tokens.cached_input_tokens - tokens.cache_creation_input_tokens
-        )
-        write_5m = tokens.cache_creation_input_tokens - tokens.cache_creation_1h_input_tokens
+        """USD, exactly: rate times tokens of each kind, summed in ``TOKEN_KINDS`` order.
+        ``quantize_money`` rounds it for the warehouse."""
+        input_, cache_read, cache_write, cache_write_1h, output = tokens_by_kind(tokens)
         micro = (
-            self.input * uncached
-            + self.cache_read * tokens.cached_input_tokens
-            + self.cache_write * write_5m
-            + self.cache_write_1h * tokens.cache_creation_1h_input_tokens
-            + self.output * tokens.output_tokens
+            self.input * input_
+            + self.cache_read * cache_read
+            + self.cache_write * cache_write
+            + self.cache_write_1h * cache_write_1h
+            + self.output * output
         )
         return micro / MILLION
 
@@ -82,6 +112,7 @@ MarketRates: TypeAlias = "PerMillionRates | Literal['unknown', 'tiered']"
 
 
 def quantize_money(amount: Decimal) -> Decimal:
+    """Half to even, to the warehouse's money scale (in SQL: ``roundBankers(amount, 12)``)."""
     return amount.quantize(MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 

@@ -27,23 +27,23 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from clickhouse_connect.driver.client import Client
 
+from meterline.common import usage_row
 from meterline.common.bus import BusMessage
 from meterline.common.clickhouse import RAW_COLUMNS, quote_identifier
 from meterline.common.codec import UsageEventCodec
-from meterline.common.events import (
-    API_SURFACES,
-    CREDENTIAL_TYPES,
-    MAX_TAG_LENGTH,
-    MAX_TAGS,
-    MAX_UINT32,
-    MAX_USER_LENGTH,
-    STATUSES,
+from meterline.common.pricing import (
+    MONEY_SCALE,
+    TOKEN_FIELDS,
+    TOKEN_KINDS,
+    TOKENS_BY_KIND_SQL,
+    TokenCounts,
 )
-from meterline.common.pricing import TokenCounts
+from meterline.common.usage_row import COLUMN_TYPES, MONEY, PRICE_COLUMNS
 from meterline.consumer.avro_block import OFFSET_FIELD, AvroBatches
 from meterline.consumer.decode import EPOCH, Decoder, Rejected
 from meterline.consumer.enrich import Enricher, KeyRates
@@ -91,112 +91,63 @@ def column_type(avro_type: Any) -> str:
     raise ValueError(f"no column for the Avro type {avro_type!r}")
 
 
-def _sql_set(values: frozenset[str]) -> str:
-    return ", ".join(f"'{value}'" for value in sorted(values))
-
-
-_UUID_PATTERN: Final = "^" + "-".join(f"[0-9a-fA-F]{{{n}}}" for n in (8, 4, 4, 4, 12)) + "$"
-_UTF8_COLUMNS: Final = ("team_id", "api_key_name", "model_requested", "model", "provider")
-
-
-# UsageEvent.validate, in SQL, plus what Python's decoding checks on its own (valid UTF-8)
-# and what the raw table's columns hold. A row it refuses is decoded again by Python, which
-# has the last word.
+# The row's checks (``usage_row.sql_checks``), and what only the engine path needs: a start
+# time from 1970 to 2262, and token counts its rate arithmetic holds (MAX_TOKENS). A row it
+# refuses is decoded again by Python, which has the last word.
 VALID_EVENT: Final = f"""
-    match(event_id, '{_UUID_PATTERN}')
-    AND team_id != '' AND api_key_name != '' AND model != '' AND provider != ''
-    AND api_surface IN ({_sql_set(API_SURFACES)})
-    AND credential_type IN ({_sql_set(CREDENTIAL_TYPES)})
-    AND status IN ({_sql_set(STATUSES)})
-    AND {" AND ".join(f"isValidUTF8({column})" for column in _UTF8_COLUMNS)}
-    AND isValidUTF8(raw_usage)
-    AND (user_id IS NULL OR (isValidUTF8(user_id) AND lengthUTF8(user_id) <= {MAX_USER_LENGTH}))
-    AND (finish_reason IS NULL OR isValidUTF8(finish_reason))
-    AND (error_type IS NULL OR isValidUTF8(error_type))
-    AND length(tags) <= {MAX_TAGS}
-    AND arrayAll(t -> isValidUTF8(t) AND lengthUTF8(t) BETWEEN 1 AND {MAX_TAG_LENGTH}, tags)
+    {usage_row.sql_checks()}
     AND started_at BETWEEN 0 AND {_LATEST_STARTED_AT_MICROS}
-    AND duration_ms BETWEEN 0 AND {MAX_UINT32}
-    AND (time_to_first_token_ms IS NULL OR time_to_first_token_ms BETWEEN 0 AND {MAX_UINT32})
-    AND http_status BETWEEN 0 AND 65535
-    AND reasoning_tokens >= 0 AND output_tokens >= reasoning_tokens
-    AND cache_creation_1h_input_tokens >= 0
-    AND cache_creation_1h_input_tokens <= cache_creation_input_tokens
-    AND cached_input_tokens >= 0
-    AND toInt128(cached_input_tokens) + cache_creation_input_tokens <= input_tokens
     AND input_tokens <= {MAX_TOKENS} AND output_tokens <= {MAX_TOKENS}
 """
 
 _OFFSET: Final = f"reinterpretAsUInt64({OFFSET_FIELD})"
 _HOUR: Final = "intDiv(started_at, 3600000000)"
 _RATE: Final = f"Decimal(76, {RATE_SCALE})"
-_KINDS: Final = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
 
 PRICES_TABLE: Final = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {PRICES}
 (
     team_id String, provider String, model String, hour Int64, credential_type String,
     per_event Bool,
-    {", ".join(f"market_{kind} {_RATE}" for kind in _KINDS)},
-    {", ".join(f"charged_{kind} {_RATE}" for kind in _KINDS)},
-    price_known Bool, price_source String
+    {", ".join(f"market_{kind} {_RATE}" for kind in TOKEN_KINDS)},
+    {", ".join(f"charged_{kind} {_RATE}" for kind in TOKEN_KINDS)},
+    price_known {COLUMN_TYPES["price_known"]}, price_source {COLUMN_TYPES["price_source"]}
 ) ENGINE = Memory
 """
 
 COSTS_TABLE: Final = f"""
 CREATE TEMPORARY TABLE IF NOT EXISTS {COSTS}
 (
-    offset UInt64, market_cost Decimal(38, 12), total_cost Decimal(38, 12),
-    price_known Bool, price_source String
+    offset UInt64, {", ".join(f"{name} {COLUMN_TYPES[name]}" for name in PRICE_COLUMNS)}
 ) ENGINE = Memory
 """
 
 
 def _cost(side: str) -> str:
     """USD for one row at the key's ``side`` (market or charged) per-token rates, rounded
-    half to even to the money quantum, as ``quantize_money`` does."""
+    half to even to the money quantum: ``PerMillionRates.cost``, then ``quantize_money``."""
+    terms = "\n            + ".join(
+        f"{tokens} * p.{side}_{kind}" for kind, tokens in TOKENS_BY_KIND_SQL.items()
+    )
     return f"""CAST(roundBankers(
-            (input_tokens - cached_input_tokens - cache_creation_input_tokens) * p.{side}_input
-            + cached_input_tokens * p.{side}_cache_read
-            + (cache_creation_input_tokens - cache_creation_1h_input_tokens) * p.{side}_cache_write
-            + cache_creation_1h_input_tokens * p.{side}_cache_write_1h
-            + output_tokens * p.{side}_output, 12) AS Decimal(38, 12))"""
+            {terms}, {MONEY_SCALE}) AS {MONEY})"""
 
 
-# The row the Python path builds (Enricher.row), column for column.
-_SELECT_ROW: Final = {
-    "event_id": "toUUID(event_id)",
-    "team_id": "team_id",
-    "api_key_name": "api_key_name",
-    "api_surface": "api_surface",
-    # Milliseconds, truncated, as clickhouse-connect writes a datetime to DateTime64(3).
-    "started_at": "fromUnixTimestamp64Milli(intDiv(started_at, 1000), 'UTC')",
-    "duration_ms": "duration_ms",
-    "time_to_first_token_ms": "time_to_first_token_ms",
-    "user_id": "ifNull(user_id, '')",
-    "tags": "arraySort(arrayDistinct(tags))",
-    "model_requested": "model_requested",
-    "model": "model",
-    "provider": "provider",
-    "credential_type": "credential_type",
-    "streamed": "streamed",
-    "status": "status",
-    "http_status": "http_status",
-    "finish_reason": "ifNull(finish_reason, '')",
-    "error_type": "ifNull(error_type, '')",
-    "input_tokens": "input_tokens",
-    "output_tokens": "output_tokens",
-    "cached_input_tokens": "cached_input_tokens",
-    "cache_creation_input_tokens": "cache_creation_input_tokens",
-    "cache_creation_1h_input_tokens": "cache_creation_1h_input_tokens",
-    "reasoning_tokens": "reasoning_tokens",
+# The price columns: the event's own costs (c) when its key's price is tiered, else its
+# key's rates (p).
+_PRICE_SQL: Final = {
     "market_cost": f"if(p.per_event, c.market_cost, {_cost('market')})",
     "total_cost": f"if(p.per_event, c.total_cost, {_cost('charged')})",
     "price_known": "if(p.per_event, c.price_known, p.price_known)",
     "price_source": "if(p.per_event, c.price_source, p.price_source)",
-    "raw_usage": "raw_usage",
 }
-assert tuple(_SELECT_ROW) == RAW_COLUMNS
+assert tuple(_PRICE_SQL) == PRICE_COLUMNS
+
+# The row the Python path builds (Enricher.row), column for column.
+_SELECT_ROW: Final = {
+    column.name: _PRICE_SQL[column.name] if column.sql is None else column.sql
+    for column in usage_row.COLUMNS
+}
 
 
 # The staged rows that were not rejected, with their offset and their price key's hour.
@@ -413,8 +364,7 @@ class EngineWriter:
         rows = self._client.query(
             f"""
             SELECT offset, team_id, provider, model, started_at, credential_type,
-                input_tokens, output_tokens, cached_input_tokens, cache_creation_input_tokens,
-                cache_creation_1h_input_tokens, reasoning_tokens
+                {", ".join(TOKEN_FIELDS)}
             FROM {_ACCEPTED}
             INNER JOIN {PRICES} AS p USING (team_id, provider, model, hour, credential_type)
             WHERE p.per_event
@@ -431,15 +381,7 @@ class EngineWriter:
                 credential_type,
                 TokenCounts(*tokens),
             )
-            costs.append(
-                [
-                    offset,
-                    priced.market_cost,
-                    priced.total_cost,
-                    priced.price_known,
-                    priced.price_source,
-                ]
-            )
+            costs.append([offset, *_price_values(priced)])
         self._client.insert(COSTS, costs, column_names=_COST_COLUMNS)
 
 
@@ -450,12 +392,13 @@ _PRICE_COLUMNS: Final = [
     "hour",
     "credential_type",
     "per_event",
-    *(f"market_{kind}" for kind in _KINDS),
-    *(f"charged_{kind}" for kind in _KINDS),
+    *(f"market_{kind}" for kind in TOKEN_KINDS),
+    *(f"charged_{kind}" for kind in TOKEN_KINDS),
     "price_known",
     "price_source",
 ]
-_COST_COLUMNS: Final = ["offset", "market_cost", "total_cost", "price_known", "price_source"]
+_COST_COLUMNS: Final = ["offset", *PRICE_COLUMNS]
+_price_values: Final = attrgetter(*PRICE_COLUMNS)
 
 
 # Integer digits a per-token rate may have so that rate times MAX_TOKENS fits Decimal(76, 40).
@@ -467,7 +410,7 @@ def _per_token(rates: KeyRates) -> list[Decimal] | None:
     fit the engine's rate column exactly (the key's events are then priced one by one)."""
     per_token: list[Decimal] = []
     for side in (rates.market, rates.charged):
-        for kind in _KINDS:
+        for kind in TOKEN_KINDS:
             rate: Decimal = getattr(side, kind).scaleb(-6)
             exponent = rate.as_tuple().exponent
             if not isinstance(exponent, int):  # infinity or NaN

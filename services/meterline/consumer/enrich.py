@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
+from meterline.common import usage_row
 from meterline.common.config import GatewayConfig, PriceOverride
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import (
     NO_CHARGE,
+    TOKEN_FIELDS,
     ZERO,
     PerMillionRates,
     PriceSource,
@@ -23,18 +25,12 @@ from meterline.common.pricing import (
     team_cost,
     team_rates,
 )
+from meterline.common.usage_row import Costs
 
 MAX_CACHED_DEALS: Final = 100_000
 
-
-@dataclass(frozen=True, slots=True)
-class Costs:
-    """The raw table's four price columns."""
-
-    market_cost: Decimal
-    total_cost: Decimal
-    price_known: bool
-    price_source: str
+# The event's token counts go by TokenCounts' names.
+_token_counts: Final = attrgetter(*TOKEN_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,50 +105,13 @@ class Enricher:
         )
 
     def row(self, event: UsageEvent) -> list[Any]:
-        tokens = TokenCounts(
-            input_tokens=event.input_tokens,
-            output_tokens=event.output_tokens,
-            cached_input_tokens=event.cached_input_tokens,
-            cache_creation_input_tokens=event.cache_creation_input_tokens,
-            cache_creation_1h_input_tokens=event.cache_creation_1h_input_tokens,
-            reasoning_tokens=event.reasoning_tokens,
-        )
+        """The event's raw-table row (``usage_row.COLUMNS``), priced."""
         costs = self.costs(
             event.team_id,
             event.provider,
             event.model,
             event.started_at,
             event.credential_type,
-            tokens,
+            TokenCounts(*_token_counts(event)),
         )
-        return [
-            event.event_id,
-            event.team_id,
-            event.api_key_name,
-            event.api_surface,
-            event.started_at,
-            event.duration_ms,
-            event.time_to_first_token_ms,
-            event.user_id or "",
-            sorted(set(event.tags)),
-            event.model_requested,
-            event.model,
-            event.provider,
-            event.credential_type,
-            event.streamed,
-            event.status,
-            event.http_status,
-            event.finish_reason or "",
-            event.error_type or "",
-            event.input_tokens,
-            event.output_tokens,
-            event.cached_input_tokens,
-            event.cache_creation_input_tokens,
-            event.cache_creation_1h_input_tokens,
-            event.reasoning_tokens,
-            costs.market_cost,
-            costs.total_cost,
-            costs.price_known,
-            costs.price_source,
-            event.raw_usage,
-        ]
+        return usage_row.row(event, costs)

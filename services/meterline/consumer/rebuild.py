@@ -24,6 +24,7 @@ for a rebuild of today. Days are UTC days, like the rollups' ``day`` and ``hour`
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import uuid
@@ -36,18 +37,12 @@ from clickhouse_connect.driver.client import Client
 
 from meterline.common.clickhouse import RAW_COLUMNS, quote_identifier
 from meterline.common.events import UsageEvent
+from meterline.common.usage_row import COLUMN_TYPES, PRICE_COLUMNS
 from meterline.consumer.enrich import Enricher
 
 log = logging.getLogger(__name__)
 
 RAW_TABLE: Final = "usage_events"
-PRICE_COLUMNS: Final = ("market_cost", "total_cost", "price_known", "price_source")
-_PRICE_TYPES: Final = {
-    "market_cost": "Decimal(38, 12)",
-    "total_cost": "Decimal(38, 12)",
-    "price_known": "Bool",
-    "price_source": "String",
-}
 # A rebuild writes the same blocks a previous rebuild wrote; the rollups' insert
 # deduplication window would silently drop them.
 _WRITE_SETTINGS: Final = {"insert_deduplicate": 0, "mutations_sync": 2}
@@ -182,7 +177,7 @@ def reprice(client: Client, first: date, last: date, enricher: Enricher) -> int:
     database = client.database or "default"
     join_table = f"rebuild_prices_{uuid.uuid4().hex[:12]}"
     qualified = f"{quote_identifier(database)}.{quote_identifier(join_table)}"
-    columns = ", ".join(f"{name} {_PRICE_TYPES[name]}" for name in PRICE_COLUMNS)
+    columns = ", ".join(f"{name} {COLUMN_TYPES[name]}" for name in PRICE_COLUMNS)
     # A Join table is a hash table on event_id that a mutation can read with joinGet.
     client.command(
         f"CREATE TABLE {qualified} (event_id UUID, {columns}) ENGINE = Join(ANY, LEFT, event_id)"
@@ -226,7 +221,8 @@ def _repriced_blocks(
 ) -> Iterator[list[list[Any]]]:
     """Day by day, so memory holds one day's events at most: the rows whose price the
     enricher now computes differently, as (event_id, *PRICE_COLUMNS)."""
-    fields = [name for name in RAW_COLUMNS if name not in PRICE_COLUMNS]
+    # The event's own fields: a column the row derives from them is not one.
+    fields = [field.name for field in dataclasses.fields(UsageEvent)]
     positions = [RAW_COLUMNS.index(name) for name in PRICE_COLUMNS]
     select = ", ".join(quote_identifier(name) for name in RAW_COLUMNS)
     block: list[list[Any]] = []
