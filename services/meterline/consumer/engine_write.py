@@ -1,4 +1,4 @@
-"""Step 5 inside the warehouse engine: a batch's messages go to ClickHouse as one
+"""The write inside the warehouse engine: a batch's messages go to ClickHouse as one
 Avro container, and the engine decodes, checks, prices and inserts them.
 
 Python's share per message is a header check and a slice (``avro_block.py``); per batch, it

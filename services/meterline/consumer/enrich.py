@@ -1,4 +1,4 @@
-"""Prices for step 5 (write): an event's price and its raw-table row, or the rates of every
+"""Prices for the write: an event's price and its raw-table row, or the rates of every
 event of one price key.
 
 Prices come from a PriceSource at the time the request started (price history matters);
