@@ -13,7 +13,7 @@ from meterline.ingress.errors import BadRequest
 from meterline.ingress.routers.call import answer, begin, streamed
 from meterline.ingress.routing import Route
 from meterline.ingress.tagging import take_options
-from meterline.ingress.translate.wire import chat_via_anthropic
+from meterline.ingress.translate.chat_via_anthropic.forward import chat_via_anthropic
 
 router = APIRouter()
 

@@ -17,7 +17,7 @@ from meterline.ingress.errors import BadRequest, Unauthorized
 from meterline.ingress.routers.call import answer, begin, streamed
 from meterline.ingress.routing import Route
 from meterline.ingress.tagging import Attribution, take_options
-from meterline.ingress.translate.wire import messages_via_openai
+from meterline.ingress.translate.messages_via_openai.forward import messages_via_openai
 
 router = APIRouter()
 

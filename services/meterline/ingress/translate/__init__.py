@@ -1,5 +1,3 @@
-"""Translation between wire formats: a client speaking one API, a provider another.
-
-``chat_anthropic`` (Chat Completions -> Anthropic: pure functions on whole requests and
-answers), ``stream`` (its incremental stream translator), ``messages_openai`` (Messages ->
-OpenAI-compatible providers, both) and ``wire`` (sending a translated request upstream)."""
+"""Translation between wire formats, one package per direction: ``chat_via_anthropic``
+(a Chat Completions client, an Anthropic provider) and ``messages_via_openai`` (a Messages
+client, an OpenAI-compatible provider)."""

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 from meterline.ingress.sse import DONE, Splitter, data_event, event_data, events
-from meterline.ingress.translate.chat_anthropic import (
+from meterline.ingress.translate.chat_via_anthropic.translation import (
     chat_error,
     chat_usage,
     finish_reason,

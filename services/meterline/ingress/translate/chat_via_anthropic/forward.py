@@ -1,7 +1,6 @@
-"""Sending a request to a provider of another wire format and answering in the client's:
-Chat Completions to Anthropic providers, Messages to OpenAI-compatible providers. The
-request is translated before it leaves, the answer (whole, streamed or an error) on its way
-back, and the usage is read from the provider's own answer."""
+"""A Chat Completions request sent to an Anthropic provider, answered in Chat Completions:
+the request is translated before it leaves, the answer (whole, streamed or an error) on its
+way back, and the usage is read from the provider's own answer."""
 
 from __future__ import annotations
 
@@ -15,13 +14,12 @@ from meterline.ingress.providers.openai_wire import OpenAIDialect
 from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.routing import Route
 from meterline.ingress.sse import dumps
-from meterline.ingress.translate import messages_openai
-from meterline.ingress.translate.chat_anthropic import (
+from meterline.ingress.translate.chat_via_anthropic.stream import ChatStreamFromAnthropic
+from meterline.ingress.translate.chat_via_anthropic.translation import (
     ANTHROPIC_VERSION,
     messages_request,
     translate_answer,
 )
-from meterline.ingress.translate.stream import ChatStreamFromAnthropic
 
 
 class ChatFromAnthropicDialect(AnthropicDialect):
@@ -63,40 +61,4 @@ async def chat_via_anthropic(
         _DIALECT,
         scanner,
         translate_answer,
-    )
-
-
-class MessagesFromChatDialect(OpenAIDialect):
-    """OpenAI's answers and usage, the gateway's own errors in Anthropic's format."""
-
-    _anthropic = AnthropicDialect()
-
-    def error_body(self, status: int, message: str, code: str) -> bytes:
-        return self._anthropic.error_body(status, message, code)
-
-    def stream_error(self, message: str, code: str) -> bytes:
-        return self._anthropic.stream_error(message, code)
-
-
-_MESSAGES_DIALECT = MessagesFromChatDialect()
-
-
-async def messages_via_openai(
-    upstream: Upstream, route: Route, body: dict[str, Any], record: RequestRecord
-) -> Response:
-    """Forward one Messages request (``providerOptions`` already taken out) to the
-    OpenAI-compatible provider of ``route``."""
-    chat = messages_openai.chat_request(body, route.model)
-    headers = {"content-type": "application/json"}
-    if route.credential.api_key:
-        headers["authorization"] = f"Bearer {route.credential.api_key}"
-    return await upstream.forward(
-        route.provider,
-        upstream.endpoint(route.provider, "/chat/completions"),
-        headers,
-        dumps(chat),
-        record,
-        _MESSAGES_DIALECT,
-        messages_openai.MessagesStreamFromChat,
-        messages_openai.translate_answer,
     )

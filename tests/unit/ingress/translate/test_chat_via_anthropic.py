@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 
 from meterline.ingress.errors import BadRequest
-from meterline.ingress.translate.chat_anthropic import (
+from meterline.ingress.translate.chat_via_anthropic.stream import ChatStreamFromAnthropic
+from meterline.ingress.translate.chat_via_anthropic.translation import (
     DEFAULT_MAX_TOKENS,
     chat_completion,
     chat_usage,
     messages_request,
     translate_answer,
 )
-from meterline.ingress.translate.stream import ChatStreamFromAnthropic
 
 TOOL = {
     "type": "function",
