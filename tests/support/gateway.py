@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import anthropic
 import httpx
+import openai
 import pytest
 import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -32,6 +34,7 @@ from meterline.simulator.app import create_app as create_simulator
 SYSTEM_KEY = "sk-system-test-key"
 SYSTEM_KEY_ENV = "METERLINE_TEST_SIMULATOR_KEY"
 MAX_BODY = 64 * 1024
+ANTHROPIC_VERSION = "2023-06-01"
 
 
 @dataclass
@@ -109,6 +112,33 @@ class Gateway:
     other_team_key: str
     publisher: MemoryPublisher
     upstream: Recorder
+
+    def openai(self, key: str | None = None) -> openai.OpenAI:
+        """An OpenAI SDK client of the gateway (the team's key unless another is given)."""
+        return openai.OpenAI(
+            base_url=f"{self.url}/v1", api_key=key or self.key, max_retries=0, timeout=10
+        )
+
+    def anthropic(self, key: str | None = None) -> anthropic.Anthropic:
+        """An Anthropic SDK client of the gateway."""
+        return anthropic.Anthropic(
+            base_url=self.url, api_key=key or self.key, max_retries=0, timeout=10
+        )
+
+    def post(self, path: str, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
+        """A raw POST with the team's key, as the surface's SDK sends it (``x-api-key`` and
+        ``anthropic-version`` on the Messages surface, a bearer token elsewhere)."""
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if path.startswith("/v1/messages"):
+            sent = {"x-api-key": self.key, "anthropic-version": ANTHROPIC_VERSION}
+        else:
+            sent = {"authorization": f"Bearer {self.key}"}
+        return httpx.post(
+            f"{self.url}{path}",
+            content=content,
+            headers={**sent, "content-type": "application/json", **headers},
+            timeout=10,
+        )
 
     def abandon_stream(
         self, path: str, body: dict[str, Any], headers: dict[str, str], until: bytes = b"\n\n"

@@ -18,30 +18,12 @@ from tests.support.gateway import MAX_BODY, SYSTEM_KEY, Gateway, serve_gateway
 MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]
 
 
-def client(gw: Gateway, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key or gw.key, max_retries=0)
-
-
-def post(gw: Gateway, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(
-        f"{gw.url}/v1/chat/completions",
-        content=content,
-        headers={
-            "authorization": f"Bearer {gw.key}",
-            "content-type": "application/json",
-            **headers,
-        },
-        timeout=10,
-    )
-
-
 def test_healthz(gw: Gateway) -> None:
     assert httpx.get(f"{gw.url}/healthz").json() == {"status": "ok"}
 
 
 def test_non_streamed_completion_is_passed_through_and_metered(gw: Gateway) -> None:
-    raw = client(gw).chat.completions.with_raw_response.create(
+    raw = gw.openai().chat.completions.with_raw_response.create(
         model="sim/gpt-4o", messages=MESSAGES, user="end-user-7"
     )
     completion = raw.parse()
@@ -71,7 +53,7 @@ def test_non_streamed_completion_is_passed_through_and_metered(gw: Gateway) -> N
 
 
 def test_cached_and_reasoning_tokens_reach_the_event(gw: Gateway) -> None:
-    completion = client(gw).chat.completions.create(
+    completion = gw.openai().chat.completions.create(
         model="sim/o4-mini", messages=MESSAGES, extra_body={"prompt_cache_key": "k"}
     )
     [event] = gw.wait_for_events(1)
@@ -84,7 +66,7 @@ def test_cached_and_reasoning_tokens_reach_the_event(gw: Gateway) -> None:
 
 
 def test_stream_without_include_usage_hides_the_usage_chunk(gw: Gateway) -> None:
-    with client(gw).chat.completions.with_streaming_response.create(
+    with gw.openai().chat.completions.with_streaming_response.create(
         model="sim/gpt-4o", messages=MESSAGES, stream=True
     ) as response:
         event_id = response.headers[EVENT_ID_HEADER]
@@ -109,7 +91,7 @@ def test_stream_without_include_usage_hides_the_usage_chunk(gw: Gateway) -> None
 
 
 def test_stream_with_include_usage_passes_the_usage_chunk_through(gw: Gateway) -> None:
-    stream = client(gw).chat.completions.create(
+    stream = gw.openai().chat.completions.create(
         model="sim/gpt-4o-mini",
         messages=MESSAGES,
         stream=True,
@@ -126,7 +108,7 @@ def test_stream_with_include_usage_passes_the_usage_chunk_through(gw: Gateway) -
 
 
 def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
-    sdk = client(gw)
+    sdk = gw.openai()
     sdk.chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
     list(sdk.chat.completions.create(model="sim/gpt-4o", messages=MESSAGES, stream=True))
     whole, streamed = gw.wait_for_events(2)
@@ -137,7 +119,7 @@ def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
 
 
 def test_tags_and_user_from_extra_body(gw: Gateway) -> None:
-    client(gw).chat.completions.create(
+    gw.openai().chat.completions.create(
         model="sim/gpt-4o",
         messages=MESSAGES,
         user="standard-user",
@@ -153,7 +135,7 @@ def test_tags_and_user_from_extra_body(gw: Gateway) -> None:
 
 def test_tags_and_user_from_headers_merge_with_the_body(gw: Gateway) -> None:
     list(
-        client(gw).chat.completions.create(
+        gw.openai().chat.completions.create(
             model="sim/gpt-4o",
             messages=MESSAGES,
             stream=True,
@@ -169,7 +151,7 @@ def test_tags_and_user_from_headers_merge_with_the_body(gw: Gateway) -> None:
 
 def test_too_many_tags_is_a_400_naming_the_limit(gw: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client(gw).chat.completions.create(
+        gw.openai().chat.completions.create(
             model="sim/gpt-4o",
             messages=MESSAGES,
             extra_body={"providerOptions": {"gateway": {"tags": [f"t{n}" for n in range(8)]}}},
@@ -185,7 +167,7 @@ def test_upstream_errors_pass_through_and_are_recorded(gw: Gateway, status: int)
     gw.upstream.inject["x-simulator-status"] = str(status)
     error_class = openai.RateLimitError if status == 429 else openai.InternalServerError
     with pytest.raises(error_class) as caught:
-        client(gw).chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
+        gw.openai().chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == status
     assert "Simulated" in caught.value.message  # the provider's own message
     [event] = gw.wait_for_events(1)
@@ -199,7 +181,9 @@ def test_upstream_errors_pass_through_and_are_recorded(gw: Gateway, status: int)
 def test_upstream_error_on_a_stream_request_is_a_plain_error(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "429"
     with pytest.raises(openai.RateLimitError):
-        list(client(gw).chat.completions.create(model="sim/gpt-4o", messages=MESSAGES, stream=True))
+        list(
+            gw.openai().chat.completions.create(model="sim/gpt-4o", messages=MESSAGES, stream=True)
+        )
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status, event.streamed) == ("error", 429, True)
 
@@ -268,9 +252,7 @@ def test_a_stopping_gateway_records_streams_still_draining() -> None:
 
 def test_missing_or_wrong_key_is_a_401(gw: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        client(gw, key="ml_not-a-key").chat.completions.create(
-            model="sim/gpt-4o", messages=MESSAGES
-        )
+        gw.openai(key="ml_not-a-key").chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
     assert caught.value.code == "invalid_api_key"
     response = httpx.post(f"{gw.url}/v1/chat/completions", json={"model": "sim/gpt-4o"})
     assert response.status_code == 401
@@ -279,7 +261,7 @@ def test_missing_or_wrong_key_is_a_401(gw: Gateway) -> None:
 
 
 def test_each_team_is_recorded_as_itself(gw: Gateway) -> None:
-    client(gw, key=gw.other_team_key).chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
+    gw.openai(key=gw.other_team_key).chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
     [event] = gw.wait_for_events(1)
     assert (event.team_id, event.api_key_name) == ("globex", "globex-key")
 
@@ -298,7 +280,7 @@ def test_each_team_is_recorded_as_itself(gw: Gateway) -> None:
     ],
 )
 def test_bad_input_is_a_400_in_openai_format(gw: Gateway, body: bytes, needle: str) -> None:
-    response = post(gw, body)
+    response = gw.post("/v1/chat/completions", body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert needle in error["message"]
@@ -308,7 +290,7 @@ def test_bad_input_is_a_400_in_openai_format(gw: Gateway, body: bytes, needle: s
 
 def test_oversized_body_is_a_413(gw: Gateway) -> None:
     big = {"model": "sim/gpt-4o", "messages": [{"role": "user", "content": "x" * MAX_BODY}]}
-    response = post(gw, big)
+    response = gw.post("/v1/chat/completions", big)
     assert response.status_code == 413
     assert "larger than" in response.json()["error"]["message"]
     # Without a Content-Length the limit holds too.
@@ -323,7 +305,7 @@ def test_oversized_body_is_a_413(gw: Gateway) -> None:
 
 def test_unreachable_provider_is_a_502_without_an_event(gw: Gateway) -> None:
     with pytest.raises(openai.InternalServerError) as caught:
-        client(gw).chat.completions.create(model="down/gpt-4o", messages=MESSAGES)
+        gw.openai().chat.completions.create(model="down/gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == 502
     assert caught.value.code == "upstream_unreachable"
     assert gw.publisher.events == []
@@ -332,7 +314,7 @@ def test_unreachable_provider_is_a_502_without_an_event(gw: Gateway) -> None:
 def test_provider_timeout_is_a_504_and_recorded(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-delay-ms"] = "1500"  # the provider's timeout is 1 s
     with pytest.raises(openai.InternalServerError) as caught:
-        client(gw).chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
+        gw.openai().chat.completions.create(model="sim/gpt-4o", messages=MESSAGES)
     assert caught.value.status_code == 504
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status, event.error_type) == (

@@ -30,10 +30,6 @@ TOOLS: Any = [
 ]
 
 
-def client(gw: Gateway) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=gw.key, max_retries=0, timeout=10)
-
-
 def assert_usage_matches(event: UsageEvent, usage: Any) -> None:
     assert usage is not None
     details = usage.prompt_tokens_details
@@ -47,7 +43,7 @@ def assert_usage_matches(event: UsageEvent, usage: Any) -> None:
 
 
 def test_a_whole_answer(gw: Gateway) -> None:
-    completion = client(gw).chat.completions.create(
+    completion = gw.openai().chat.completions.create(
         model=MODEL, messages=MESSAGES, extra_body={"providerOptions": {"gateway": {"user": "u"}}}
     )
     choice = completion.choices[0]
@@ -74,7 +70,7 @@ def test_a_whole_answer(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("include_usage", [True, False])
 def test_a_stream_says_what_the_whole_answer_says(gw: Gateway, include_usage: bool) -> None:
-    sdk = client(gw)
+    sdk = gw.openai()
     whole = sdk.chat.completions.create(model=MODEL, messages=MESSAGES)
     options: Any = {"include_usage": True} if include_usage else openai.NOT_GIVEN
     chunks = list(
@@ -100,7 +96,7 @@ def test_a_stream_says_what_the_whole_answer_says(gw: Gateway, include_usage: bo
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_tool_calls_and_their_results(gw: Gateway, stream: bool) -> None:
-    sdk = client(gw)
+    sdk = gw.openai()
     ask: Any = [{"role": "user", "content": "Please call a tool for meter 7."}]
     if stream:
         chunks = list(
@@ -148,7 +144,7 @@ def test_tool_calls_and_their_results(gw: Gateway, stream: bool) -> None:
 
 
 def test_the_token_cap_is_a_length_finish(gw: Gateway) -> None:
-    completion = client(gw).chat.completions.create(
+    completion = gw.openai().chat.completions.create(
         model=MODEL, messages=MESSAGES, max_completion_tokens=3
     )
     assert completion.choices[0].finish_reason == "length"
@@ -173,7 +169,7 @@ def test_cache_control_reads_or_writes_the_cache(gw: Gateway) -> None:
                 ],
             }
         ]
-        completion = client(gw).chat.completions.create(model=MODEL, messages=messages)
+        completion = gw.openai().chat.completions.create(model=MODEL, messages=messages)
         [event] = gw.wait_for_events(n + 1)[n:]
         assert_usage_matches(event, completion.usage)
     events = gw.publisher.events
@@ -185,7 +181,7 @@ def test_cache_control_reads_or_writes_the_cache(gw: Gateway) -> None:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_reasoning_tokens_are_counted_as_reasoning(gw: Gateway, stream: bool) -> None:
-    sdk = client(gw)
+    sdk = gw.openai()
     if stream:
         chunks = list(
             sdk.chat.completions.create(
@@ -212,7 +208,7 @@ def test_reasoning_tokens_are_counted_as_reasoning(gw: Gateway, stream: bool) ->
 def test_a_provider_error_is_an_openai_error(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "429"
     with pytest.raises(openai.RateLimitError) as caught:
-        client(gw).chat.completions.create(model=MODEL, messages=MESSAGES)
+        gw.openai().chat.completions.create(model=MODEL, messages=MESSAGES)
     assert caught.value.code == "rate_limit_error"
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status, event.error_type) == ("error", 429, "rate_limit_error")
@@ -220,6 +216,6 @@ def test_a_provider_error_is_an_openai_error(gw: Gateway) -> None:
 
 def test_what_messages_cannot_say_is_a_400_before_anything_is_sent(gw: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as caught:
-        client(gw).chat.completions.create(model=MODEL, messages=MESSAGES, n=2)
+        gw.openai().chat.completions.create(model=MODEL, messages=MESSAGES, n=2)
     assert caught.value.param == "n"
     assert gw.upstream.received == [] and gw.publisher.events == []

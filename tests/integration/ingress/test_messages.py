@@ -13,30 +13,10 @@ from anthropic.types import RawMessageStartEvent
 
 from meterline.ingress.metering import EVENT_ID_HEADER
 from meterline.simulator.usage import request_digest
-from tests.support.gateway import SYSTEM_KEY, Gateway
+from tests.support.gateway import ANTHROPIC_VERSION, SYSTEM_KEY, Gateway
 
 MODEL = "anthropic/claude-sonnet-4-6"
 MESSAGES: Any = [{"role": "user", "content": "Say something about meters."}]
-VERSION = "2023-06-01"
-
-
-def client(gw: Gateway, key: str | None = None) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=key or gw.key, max_retries=0)
-
-
-def post(gw: Gateway, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(
-        f"{gw.url}/v1/messages",
-        content=content,
-        headers={
-            "x-api-key": gw.key,
-            "anthropic-version": VERSION,
-            "content-type": "application/json",
-            **headers,
-        },
-        timeout=10,
-    )
 
 
 def assert_folded(event: Any, usage: Any) -> None:
@@ -74,7 +54,7 @@ def cached_request(writes: bool) -> dict[str, Any]:
 
 
 def test_non_streamed_message_is_passed_through_and_metered(gw: Gateway) -> None:
-    raw = client(gw).messages.with_raw_response.create(
+    raw = gw.anthropic().messages.with_raw_response.create(
         model=MODEL,
         max_tokens=256,
         messages=MESSAGES,
@@ -118,10 +98,10 @@ def test_cache_reads_and_writes_fold_into_the_input(
 ) -> None:
     request = cached_request(writes)
     if stream:
-        with client(gw).messages.stream(**request) as events:
+        with gw.anthropic().messages.stream(**request) as events:
             message = events.get_final_message()
     else:
-        message = client(gw).messages.create(**request)
+        message = gw.anthropic().messages.create(**request)
     usage = message.usage
     if writes:
         assert usage.cache_creation_input_tokens and not usage.cache_read_input_tokens
@@ -144,10 +124,10 @@ def test_thinking_tokens_are_reasoning_tokens(gw: Gateway, stream: bool) -> None
         "thinking": {"type": "enabled", "budget_tokens": 512},
     }
     if stream:
-        with client(gw).messages.stream(**request) as events:
+        with gw.anthropic().messages.stream(**request) as events:
             message = events.get_final_message()
     else:
-        message = client(gw).messages.create(**request)
+        message = gw.anthropic().messages.create(**request)
     assert message.usage.output_tokens_details is not None
     assert message.usage.output_tokens_details.thinking_tokens > 0
     [event] = gw.wait_for_events(1)
@@ -156,7 +136,7 @@ def test_thinking_tokens_are_reasoning_tokens(gw: Gateway, stream: bool) -> None
 
 
 def test_streamed_message_passes_through_and_is_metered(gw: Gateway) -> None:
-    with client(gw).messages.with_streaming_response.create(
+    with gw.anthropic().messages.with_streaming_response.create(
         model=MODEL, max_tokens=256, messages=MESSAGES, stream=True
     ) as raw:
         event_id = raw.headers[EVENT_ID_HEADER]
@@ -178,8 +158,8 @@ def test_streamed_message_passes_through_and_is_metered(gw: Gateway) -> None:
 
 
 def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
-    client(gw).messages.create(model=MODEL, max_tokens=256, messages=MESSAGES)
-    with client(gw).messages.stream(model=MODEL, max_tokens=256, messages=MESSAGES) as events:
+    gw.anthropic().messages.create(model=MODEL, max_tokens=256, messages=MESSAGES)
+    with gw.anthropic().messages.stream(model=MODEL, max_tokens=256, messages=MESSAGES) as events:
         events.get_final_message()
     whole, streamed = gw.wait_for_events(2)
     assert (whole.input_tokens, whole.output_tokens) == (
@@ -189,8 +169,8 @@ def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
 
 
 def test_bearer_gateway_key_works_too(gw: Gateway) -> None:
-    response = post(
-        gw,
+    response = gw.post(
+        "/v1/messages",
         {"model": MODEL, "max_tokens": 64, "messages": MESSAGES},
         **{"x-api-key": "", "authorization": f"Bearer {gw.key}"},
     )
@@ -211,7 +191,7 @@ def test_tools_images_and_tool_use_stop_reason(gw: Gateway) -> None:
         {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}},
         {"type": "text", "text": "Please call a tool for this meter."},
     ]
-    message = client(gw).messages.create(
+    message = gw.anthropic().messages.create(
         model=MODEL, max_tokens=256, tools=tools, messages=[{"role": "user", "content": content}]
     )
     assert message.stop_reason == "tool_use"
@@ -224,7 +204,7 @@ def test_tools_images_and_tool_use_stop_reason(gw: Gateway) -> None:
 
 
 def test_empty_text_content_is_forwarded_and_recorded(gw: Gateway) -> None:
-    message = client(gw).messages.create(
+    message = gw.anthropic().messages.create(
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": ""}]
     )
     [event] = gw.wait_for_events(1)
@@ -232,7 +212,7 @@ def test_empty_text_content_is_forwarded_and_recorded(gw: Gateway) -> None:
 
 
 def test_user_and_tags_from_headers_win(gw: Gateway) -> None:
-    client(gw).messages.create(
+    gw.anthropic().messages.create(
         model=MODEL,
         max_tokens=64,
         messages=MESSAGES,
@@ -256,7 +236,7 @@ def test_upstream_errors_pass_through_in_anthropic_format_and_are_recorded(
 ) -> None:
     gw.upstream.inject["x-simulator-status"] = str(status)
     with pytest.raises(anthropic.APIStatusError) as caught:
-        client(gw).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+        gw.anthropic().messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
     assert isinstance(caught.value, error_class)
     assert caught.value.status_code == status
     body = caught.value.response.json()
@@ -272,7 +252,7 @@ def test_upstream_errors_pass_through_in_anthropic_format_and_are_recorded(
 def test_provider_timeout_is_a_504_in_anthropic_format_and_recorded(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-delay-ms"] = "1500"  # the provider's timeout is 1 s
     with pytest.raises(anthropic.InternalServerError) as caught:
-        client(gw).messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
+        gw.anthropic().messages.create(model=MODEL, max_tokens=64, messages=MESSAGES)
     assert caught.value.status_code == 504
     assert caught.value.response.json()["error"]["type"] == "timeout_error"
     [event] = gw.wait_for_events(1)
@@ -282,7 +262,7 @@ def test_provider_timeout_is_a_504_in_anthropic_format_and_recorded(gw: Gateway)
 def test_client_leaving_mid_stream_is_recorded_with_the_whole_generation(gw: Gateway) -> None:
     gw.upstream.inject.update({"x-simulator-chunks": "30", "x-simulator-chunk-delay-ms": "40"})
     body = {**cached_request(writes=True), "stream": True}
-    headers = {"x-api-key": gw.key, "anthropic-version": VERSION}
+    headers = {"x-api-key": gw.key, "anthropic-version": ANTHROPIC_VERSION}
     with httpx.stream("POST", f"{gw.url}/v1/messages", json=body, headers=headers) as response:
         response.read()
     [whole] = gw.wait_for_events(1)
@@ -307,7 +287,7 @@ def test_provider_stalling_mid_stream_ends_it_with_an_anthropic_error_event(gw: 
     gw.upstream.inject.update({"x-simulator-chunks": "3", "x-simulator-chunk-delay-ms": "1500"})
     with (
         pytest.raises(anthropic.APIStatusError) as caught,
-        client(gw).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
+        gw.anthropic().messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
     ):
         for _ in stream:
             pass
@@ -325,7 +305,7 @@ def test_provider_error_event_mid_stream_is_passed_on_and_recorded(gw: Gateway) 
     gw.upstream.inject["x-simulator-fail-after"] = "2"
     with (
         pytest.raises(anthropic.APIStatusError) as caught,
-        client(gw).messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
+        gw.anthropic().messages.stream(model=MODEL, max_tokens=64, messages=MESSAGES) as stream,
     ):
         for _ in stream:
             pass
@@ -343,7 +323,7 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
         "POST",
         f"{gw.url}/v1/messages",
         json=body,
-        headers={"x-api-key": gw.key, "anthropic-version": VERSION},
+        headers={"x-api-key": gw.key, "anthropic-version": ANTHROPIC_VERSION},
     ) as response:
         received = response.read()
     assert received.count(b"event: content_block_delta\n") == 5000
@@ -357,7 +337,7 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
 
 def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: Gateway) -> None:
     byok = {"anthropic": [{"apiKey": "sk-ant-byok-for-messages"}]}
-    client(gw).messages.create(
+    gw.anthropic().messages.create(
         model=MODEL,
         max_tokens=64,
         messages=MESSAGES,
@@ -373,7 +353,7 @@ def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: 
 
 def test_missing_or_wrong_key_is_a_401_in_anthropic_format(gw: Gateway) -> None:
     with pytest.raises(anthropic.AuthenticationError) as caught:
-        client(gw, key="ml_not-a-key").messages.create(
+        gw.anthropic(key="ml_not-a-key").messages.create(
             model=MODEL, max_tokens=64, messages=MESSAGES
         )
     assert caught.value.response.json()["error"]["type"] == "authentication_error"
@@ -425,7 +405,7 @@ def test_missing_or_wrong_key_is_a_401_in_anthropic_format(gw: Gateway) -> None:
 def test_bad_input_is_refused_in_anthropic_format(
     gw: Gateway, body: bytes, headers: dict[str, str], status: int, needle: str
 ) -> None:
-    response = post(gw, body, **headers)
+    response = gw.post("/v1/messages", body, **headers)
     assert response.status_code == status, response.text
     payload = response.json()
     assert payload["type"] == "error"
@@ -445,8 +425,8 @@ def test_wrong_method_and_unknown_subpath_answer_in_anthropic_format(gw: Gateway
 
 def test_count_tokens_is_forwarded_and_not_metered(gw: Gateway) -> None:
     request: Any = {"model": MODEL, "messages": MESSAGES, "system": "Be brief."}
-    counted = client(gw).messages.count_tokens(**request)
-    message = client(gw).messages.create(**request, max_tokens=64)
+    counted = gw.anthropic().messages.count_tokens(**request)
+    message = gw.anthropic().messages.create(**request, max_tokens=64)
     # The count is the whole prompt the same request is then billed for.
     [event] = gw.wait_for_events(1)
     assert counted.input_tokens == event.input_tokens
@@ -461,11 +441,11 @@ def test_count_tokens_is_forwarded_and_not_metered(gw: Gateway) -> None:
 def test_count_tokens_errors_are_in_anthropic_format(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "429"
     with pytest.raises(anthropic.RateLimitError):
-        client(gw).messages.count_tokens(model=MODEL, messages=MESSAGES)
+        gw.anthropic().messages.count_tokens(model=MODEL, messages=MESSAGES)
     response = httpx.post(
         f"{gw.url}/v1/messages/count_tokens",
         json={"model": "sim/gpt-4o", "messages": MESSAGES},
-        headers={"x-api-key": gw.key, "anthropic-version": VERSION},
+        headers={"x-api-key": gw.key, "anthropic-version": ANTHROPIC_VERSION},
     )
     assert response.status_code == 400
     assert response.json()["error"]["type"] == "invalid_request_error"

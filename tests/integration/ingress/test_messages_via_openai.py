@@ -11,7 +11,6 @@ import pytest
 from tests.support.gateway import SYSTEM_KEY, Gateway
 
 MODEL = "sim/gpt-4o"
-VERSION = "2023-06-01"
 TOOLS: Any = [
     {
         "name": "read_meter",
@@ -21,12 +20,8 @@ TOOLS: Any = [
 ]
 
 
-def client(gw: Gateway) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gw.url, api_key=gw.key, max_retries=0, timeout=10)
-
-
 def test_the_anthropic_sdk_reaches_an_openai_model(gw: Gateway) -> None:
-    sdk = client(gw)
+    sdk = gw.anthropic()
     prompt: Any = [{"role": "user", "content": "Describe a water meter."}]
     whole = sdk.messages.create(model=MODEL, max_tokens=200, system="Be terse.", messages=prompt)
     with sdk.messages.stream(
@@ -50,7 +45,7 @@ def test_the_anthropic_sdk_reaches_an_openai_model(gw: Gateway) -> None:
 
 
 def test_tool_use_through_an_openai_model(gw: Gateway) -> None:
-    reply = client(gw).messages.create(
+    reply = gw.anthropic().messages.create(
         model=MODEL,
         max_tokens=200,
         tools=TOOLS,
@@ -65,11 +60,13 @@ def test_tool_use_through_an_openai_model(gw: Gateway) -> None:
 def test_provider_errors_and_count_tokens_in_anthropic_format(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "429"
     with pytest.raises(anthropic.RateLimitError):
-        client(gw).messages.create(
+        gw.anthropic().messages.create(
             model=MODEL, max_tokens=20, messages=[{"role": "user", "content": "hi"}]
         )
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status) == ("error", 429)
     with pytest.raises(anthropic.BadRequestError) as caught:
-        client(gw).messages.count_tokens(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+        gw.anthropic().messages.count_tokens(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}]
+        )
     assert "token counting" in caught.value.message

@@ -17,24 +17,6 @@ from tests.support.gateway import SYSTEM_KEY, Gateway
 PROMPT = "Say something about meters."
 
 
-def client(gw: Gateway, key: str | None = None) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key or gw.key, max_retries=0)
-
-
-def post(gw: Gateway, body: bytes | dict[str, Any], **headers: str) -> httpx.Response:
-    content = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.post(
-        f"{gw.url}/v1/responses",
-        content=content,
-        headers={
-            "authorization": f"Bearer {gw.key}",
-            "content-type": "application/json",
-            **headers,
-        },
-        timeout=10,
-    )
-
-
 def final_response(stream: Any) -> Any:
     """The ``response`` of the terminal event of a Responses stream."""
     final = None
@@ -46,7 +28,7 @@ def final_response(stream: Any) -> Any:
 
 
 def test_non_streamed_response_is_passed_through_and_metered(gw: Gateway) -> None:
-    raw = client(gw).responses.with_raw_response.create(
+    raw = gw.openai().responses.with_raw_response.create(
         model="sim/gpt-4o",
         input=PROMPT,
         user="end-user-7",
@@ -81,9 +63,9 @@ def test_non_streamed_response_is_passed_through_and_metered(gw: Gateway) -> Non
 def test_cached_and_reasoning_tokens_reach_the_event(gw: Gateway, stream: bool) -> None:
     request: Any = {"model": "sim/o4-mini", "input": PROMPT, "prompt_cache_key": "k"}
     if stream:
-        response = final_response(client(gw).responses.create(**request, stream=True))
+        response = final_response(gw.openai().responses.create(**request, stream=True))
     else:
-        response = client(gw).responses.create(**request)
+        response = gw.openai().responses.create(**request)
     [event] = gw.wait_for_events(1)
     usage = response.usage
     assert usage.input_tokens_details.cached_tokens > 0
@@ -98,7 +80,7 @@ def test_cached_and_reasoning_tokens_reach_the_event(gw: Gateway, stream: bool) 
 
 
 def test_streamed_response_passes_through_and_is_metered(gw: Gateway) -> None:
-    with client(gw).responses.with_streaming_response.create(
+    with gw.openai().responses.with_streaming_response.create(
         model="sim/gpt-4o", input=PROMPT, stream=True
     ) as raw:
         event_id = raw.headers[EVENT_ID_HEADER]
@@ -127,8 +109,8 @@ def test_streamed_response_passes_through_and_is_metered(gw: Gateway) -> None:
 
 def test_streamed_and_whole_answers_record_the_same_usage(gw: Gateway) -> None:
     request: Any = {"model": "sim/gpt-4o", "input": [{"role": "user", "content": PROMPT}]}
-    client(gw).responses.create(**request)
-    final_response(client(gw).responses.create(**request, stream=True))
+    gw.openai().responses.create(**request)
+    final_response(gw.openai().responses.create(**request, stream=True))
     whole, streamed = gw.wait_for_events(2)
     assert (whole.input_tokens, whole.output_tokens) == (
         streamed.input_tokens,
@@ -143,9 +125,9 @@ def test_a_reply_cut_by_max_output_tokens_is_recorded_as_incomplete(
 ) -> None:
     request: Any = {"model": "sim/gpt-4o", "input": PROMPT, "max_output_tokens": 5}
     if stream:
-        response = final_response(client(gw).responses.create(**request, stream=True))
+        response = final_response(gw.openai().responses.create(**request, stream=True))
     else:
-        response = client(gw).responses.create(**request)
+        response = gw.openai().responses.create(**request)
     assert response.status == "incomplete"
     [event] = gw.wait_for_events(1)
     assert (event.status, event.finish_reason) == ("success", "max_output_tokens")
@@ -165,7 +147,7 @@ def test_tools_and_images_are_forwarded_and_counted(gw: Gateway) -> None:
         {"type": "input_text", "text": "What does this meter read?"},
         {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="},
     ]
-    response = client(gw).responses.create(
+    response = gw.openai().responses.create(
         model="sim/gpt-4o", input=[{"role": "user", "content": content}], tools=tools
     )
     [event] = gw.wait_for_events(1)
@@ -179,7 +161,7 @@ def test_tools_and_images_are_forwarded_and_counted(gw: Gateway) -> None:
 
 
 def test_empty_input_is_forwarded_and_recorded(gw: Gateway) -> None:
-    response = client(gw).responses.create(model="sim/gpt-4o", input="")
+    response = gw.openai().responses.create(model="sim/gpt-4o", input="")
     [event] = gw.wait_for_events(1)
     assert response.usage is not None
     assert event.input_tokens == response.usage.input_tokens
@@ -187,7 +169,7 @@ def test_empty_input_is_forwarded_and_recorded(gw: Gateway) -> None:
 
 
 def test_tags_and_user_from_headers_merge_with_the_body(gw: Gateway) -> None:
-    client(gw).responses.create(
+    gw.openai().responses.create(
         model="sim/gpt-4o",
         input=PROMPT,
         user="body-user",
@@ -202,7 +184,7 @@ def test_tags_and_user_from_headers_merge_with_the_body(gw: Gateway) -> None:
 def test_upstream_errors_pass_through_and_are_recorded(gw: Gateway, status: int) -> None:
     gw.upstream.inject["x-simulator-status"] = str(status)
     with pytest.raises(openai.APIStatusError) as caught:
-        client(gw).responses.create(model="sim/gpt-4o", input=PROMPT)
+        gw.openai().responses.create(model="sim/gpt-4o", input=PROMPT)
     assert caught.value.status_code == status
     assert "Simulated" in caught.value.message
     [event] = gw.wait_for_events(1)
@@ -216,7 +198,7 @@ def test_upstream_errors_pass_through_and_are_recorded(gw: Gateway, status: int)
 def test_upstream_error_on_a_stream_request_is_a_plain_error(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-status"] = "503"
     with pytest.raises(openai.InternalServerError) as caught:
-        list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+        list(gw.openai().responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
     assert caught.value.status_code == 503
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status, event.streamed) == ("error", 503, True)
@@ -225,7 +207,7 @@ def test_upstream_error_on_a_stream_request_is_a_plain_error(gw: Gateway) -> Non
 def test_provider_timeout_is_a_504_and_recorded(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-delay-ms"] = "1500"  # the provider's timeout is 1 s
     with pytest.raises(openai.InternalServerError) as caught:
-        client(gw).responses.create(model="sim/gpt-4o", input=PROMPT)
+        gw.openai().responses.create(model="sim/gpt-4o", input=PROMPT)
     assert caught.value.status_code == 504
     [event] = gw.wait_for_events(1)
     assert (event.status, event.http_status, event.error_type) == ("error", 504, "upstream_timeout")
@@ -259,7 +241,7 @@ def test_client_leaving_mid_stream_is_recorded_with_the_whole_generation(gw: Gat
 def test_provider_stalling_mid_stream_ends_it_with_an_openai_error_event(gw: Gateway) -> None:
     gw.upstream.inject.update({"x-simulator-chunks": "3", "x-simulator-chunk-delay-ms": "1500"})
     with pytest.raises(openai.APIError) as caught:
-        list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+        list(gw.openai().responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
     assert "stopped answering" in caught.value.message
     [event] = gw.wait_for_events(1)
     assert (event.status, event.error_type, event.streamed) == ("error", "upstream_timeout", True)
@@ -267,7 +249,7 @@ def test_provider_stalling_mid_stream_ends_it_with_an_openai_error_event(gw: Gat
 
 def test_provider_error_event_mid_stream_is_passed_on_and_recorded(gw: Gateway) -> None:
     gw.upstream.inject["x-simulator-fail-after"] = "4"
-    events = list(client(gw).responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
+    events = list(gw.openai().responses.create(model="sim/gpt-4o", input=PROMPT, stream=True))
     # The SDK hands a Responses error event to the caller as the stream's last item.
     assert events[-1].type == "error"
     assert "x-simulator-fail-after" in events[-1].message  # the provider's own message
@@ -297,7 +279,7 @@ def test_a_very_long_stream_is_relayed_whole_and_metered(gw: Gateway) -> None:
 
 def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: Gateway) -> None:
     byok = {"sim": [{"apiKey": "sk-byok-for-responses"}]}
-    client(gw).responses.create(
+    gw.openai().responses.create(
         model="sim/gpt-4o",
         input=PROMPT,
         extra_body={"providerOptions": {"gateway": {"byok": byok}}},
@@ -312,7 +294,7 @@ def test_request_scoped_byok_key_serves_the_request_and_is_recorded_as_byok(gw: 
 
 def test_missing_or_wrong_key_is_a_401_in_openai_format(gw: Gateway) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
-        client(gw, key="ml_not-a-key").responses.create(model="sim/gpt-4o", input=PROMPT)
+        gw.openai(key="ml_not-a-key").responses.create(model="sim/gpt-4o", input=PROMPT)
     assert caught.value.code == "invalid_api_key"
     assert gw.upstream.received == []
 
@@ -329,7 +311,7 @@ def test_missing_or_wrong_key_is_a_401_in_openai_format(gw: Gateway) -> None:
     ],
 )
 def test_bad_input_is_a_400_in_openai_format(gw: Gateway, body: bytes, needle: str) -> None:
-    response = post(gw, body)
+    response = gw.post("/v1/responses", body)
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert needle in error["message"]

@@ -18,7 +18,6 @@ from meterline.ingress.translate.messages_via_openai.translation import (
 )
 
 MODEL = "sim/gpt-4o"
-VERSION = "2023-06-01"
 TOOLS: Any = [
     {
         "name": "read_meter",
