@@ -4,7 +4,10 @@ Uvicorn's httptools parser takes headers of any size (megabytes of them), and ev
 of them is then decoded, matched and logged by whoever reads it. Requests whose header
 names and values add up to more than the limit are answered 431 (Request Header Fields
 Too Large) before any route, key check or provider call sees them, in the error format
-of the service that was called."""
+of the service that was called (each service passes its own).
+
+Here because both HTTP services, the ingress and the query service, mount it, and they
+share code only through ``common``."""
 
 from __future__ import annotations
 
