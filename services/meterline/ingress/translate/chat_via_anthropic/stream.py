@@ -63,7 +63,10 @@ class ChatStreamFromAnthropic:
         return self._translate(rest) if rest.strip() else b""
 
     def _translate(self, block: bytes) -> bytes:
-        return b"".join(out for event in events(block) for out in self._event(event))
+        out: list[bytes] = []
+        for event in events(block):
+            out.extend(self._event(event))
+        return b"".join(out)
 
     def _event(self, event: bytes) -> list[bytes]:
         payload = event_data(event)

@@ -37,7 +37,10 @@ class MessagesStreamFromChat:
         return out + b"".join(self._stop())
 
     def _translate(self, block: bytes) -> bytes:
-        return b"".join(out for event in events(block) for out in self._chunk(event))
+        out: list[bytes] = []
+        for event in events(block):
+            out.extend(self._chunk(event))
+        return b"".join(out)
 
     def _chunk(self, raw: bytes) -> list[bytes]:
         if is_done(raw):
