@@ -9,14 +9,16 @@ OpenAI                                      event
 =========================================== ======================
 ``prompt_tokens``                           ``input_tokens``
 ``prompt_tokens_details.cached_tokens``     ``cached_input_tokens``
+``prompt_tokens_details.cache_write_tokens`` ``cache_creation_input_tokens``
 ``completion_tokens``                       ``output_tokens``
 ``completion_tokens_details.reasoning_tokens`` ``reasoning_tokens``
 =========================================== ======================
 
 The Responses API counts the same way under other names (``input_tokens``,
 ``input_tokens_details.cached_tokens``, ``output_tokens``,
-``output_tokens_details.reasoning_tokens``). Some OpenAI-compatible servers also report
-``cache_write_tokens`` beside ``cached_tokens``, as parts of the whole prompt.
+``output_tokens_details.reasoning_tokens``, ``input_tokens_details.cache_write_tokens``).
+Cache writes, like cache reads, are parts of the whole prompt; OpenAI reports no TTL for
+them, so none is counted as a 1-hour write.
 
 Anthropic counts cache reads and writes *beside* ``input_tokens``, so the event's input is
 the sum of the three:
@@ -67,15 +69,17 @@ def from_openai_usage(usage: object) -> Usage | None:
         return None
     input_tokens = _count(usage.get("prompt_tokens"))
     output_tokens = _count(usage.get("completion_tokens"))
-    cached = _count(_detail(usage, "prompt_tokens_details", "cached_tokens"))
+    # A part can never exceed its whole; some OpenAI-compatible servers report it anyway,
+    # and the consumer would refuse the whole event. The raw usage keeps what the provider
+    # said.
+    cached = min(_count(_detail(usage, "prompt_tokens_details", "cached_tokens")), input_tokens)
+    written = _count(_detail(usage, "prompt_tokens_details", "cache_write_tokens"))
     reasoning = _count(_detail(usage, "completion_tokens_details", "reasoning_tokens"))
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        # A part can never exceed its whole; some OpenAI-compatible servers report it
-        # anyway, and the consumer would refuse the whole event. The raw usage keeps what
-        # the provider said.
-        cached_input_tokens=min(cached, input_tokens),
+        cached_input_tokens=cached,
+        cache_creation_input_tokens=min(written, input_tokens - cached),
         reasoning_tokens=min(reasoning, output_tokens),
         raw=_raw(usage),
     )

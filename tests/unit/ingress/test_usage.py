@@ -84,6 +84,29 @@ def test_minimal_usage_from_an_openai_compatible_server() -> None:
     )
 
 
+def test_cache_writes_are_read_from_the_prompt_details() -> None:
+    """As OpenAI's newer models report them (``PromptTokensDetails.cache_write_tokens``):
+    a part of the prompt, priced at its own rate."""
+    raw = {
+        "prompt_tokens": 2100,
+        "completion_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 128, "cache_write_tokens": 1920},
+    }
+    usage = from_openai_usage(raw)
+    assert usage is not None
+    assert (usage.input_tokens, usage.cached_input_tokens) == (2100, 128)
+    assert (usage.cache_creation_input_tokens, usage.cache_creation_1h_input_tokens) == (1920, 0)
+    # Reads and writes together never exceed the prompt, whatever a server reports.
+    capped = from_openai_usage(
+        {
+            "prompt_tokens": 100,
+            "prompt_tokens_details": {"cached_tokens": 60, "cache_write_tokens": 70},
+        }
+    )
+    assert capped is not None
+    assert (capped.cached_input_tokens, capped.cache_creation_input_tokens) == (60, 40)
+
+
 def test_parts_larger_than_their_whole_are_capped_but_kept_raw() -> None:
     raw = {
         "prompt_tokens": 10,

@@ -121,6 +121,29 @@ def test_what_chat_completions_cannot_say_is_a_400() -> None:
     assert caught.value.param == "messages.0.content.0.type"
 
 
+def test_cache_writes_and_reasoning_reach_the_messages_client() -> None:
+    """What the provider bills for, in the fields Messages has for it: cache writes beside
+    the input, reasoning as thinking tokens (inside ``output_tokens``)."""
+    completion = {
+        "id": "chatcmpl-2",
+        "model": "o4-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "42"}}],
+        "usage": {
+            "prompt_tokens": 2100,
+            "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 128, "cache_write_tokens": 1920},
+            "completion_tokens_details": {"reasoning_tokens": 256},
+        },
+    }
+    assert message(completion)["usage"] == {
+        "input_tokens": 52,
+        "cache_creation_input_tokens": 1920,
+        "cache_read_input_tokens": 128,
+        "output_tokens": 300,
+        "output_tokens_details": {"thinking_tokens": 256},
+    }
+
+
 def test_a_completion_becomes_a_message_with_anthropic_usage() -> None:
     completion = {
         "id": "chatcmpl-1",

@@ -202,8 +202,10 @@ def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
 
 
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
-    """The event's usage convention in Anthropic's: reads and writes beside the input."""
-    return {
+    """The event's usage convention in Anthropic's: reads and writes beside the input, and
+    the reasoning tokens (inside ``output_tokens``) as thinking tokens, so the client can
+    reconcile what it is billed for."""
+    converted: dict[str, Any] = {
         "input_tokens": usage.input_tokens
         - usage.cached_input_tokens
         - usage.cache_creation_input_tokens,
@@ -211,6 +213,9 @@ def anthropic_usage(usage: Usage) -> dict[str, Any]:
         "cache_read_input_tokens": usage.cached_input_tokens,
         "output_tokens": usage.output_tokens,
     }
+    if usage.reasoning_tokens:
+        converted["output_tokens_details"] = {"thinking_tokens": usage.reasoning_tokens}
+    return converted
 
 
 def message(completion: dict[str, Any]) -> dict[str, Any]:
