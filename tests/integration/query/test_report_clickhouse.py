@@ -324,6 +324,12 @@ FILTERS: dict[str, tuple[dict[str, str], Callable[[Event], bool]]] = {
         lambda e: "b" in e.tags and e.user_id == "u1",
     ),
     "nothing matches": ({"model": "no-such-model"}, lambda e: False),
+    # Models as requests name them, "provider/model", match the rows' model of that provider.
+    "model as requested": (
+        {"model": "openai/gpt-5"},
+        lambda e: (e.provider, e.model) == ("openai", "gpt-5"),
+    ),
+    "model of another provider": ({"model": "anthropic/gpt-5"}, lambda e: False),
 }
 
 

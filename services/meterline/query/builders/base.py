@@ -134,6 +134,8 @@ def needed_dimensions(query: ReportQuery) -> frozenset[str]:
     """The dimension columns a report groups or filters on, ``tag`` grouping aside."""
     needed = {_COLUMN_OF[d] for d in query.group_by if d in _COLUMN_OF}
     needed |= {name for name in _FILTERS if getattr(query, name) is not None}
+    if query.model is not None and "/" in query.model:
+        needed.add("provider")  # the "provider/model" form (see ``where_clause``)
     if query.tags:
         needed.add("tags")
     return frozenset(needed)
@@ -239,8 +241,19 @@ def where_clause(team_id: str, source: Source, query: ReportQuery) -> tuple[str,
     predicates = ["team_id = {team_id:String}", range_predicate(source, query, parameters)]
     for name in _FILTERS:
         value = getattr(query, name)
-        if value is not None:
-            parameters[name] = value
+        if value is None:
+            continue
+        parameters[name] = value
+        if name == "model" and "/" in value:
+            # As requests name it ("openai/gpt-4o"), or as rows do: a model's own name may
+            # hold a slash too ("meta-llama/Llama-3-8B" served by vLLM).
+            provider, _, model = value.partition("/")
+            parameters |= {"model_provider": provider, "model_name": model}
+            predicates.append(
+                "(model = {model:String}"
+                " OR (provider = {model_provider:String} AND model = {model_name:String}))"
+            )
+        else:
             predicates.append(f"{name} = {{{name}:String}}")
     if query.tags:
         parameters["tags"] = list(query.tags)
