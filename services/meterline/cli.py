@@ -136,12 +136,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return main(requests=args.requests)
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from meterline.query.report_client import main
-
-    return main(args.rest)
-
-
 def cmd_keys(args: argparse.Namespace) -> int:
     from meterline.common.config import hash_key, new_key
 
@@ -250,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--requests", type=int, default=300)
     demo.set_defaults(handler=cmd_demo)
 
-    report = commands.add_parser("report", help="print a usage report", add_help=False)
-    report.add_argument("rest", nargs=argparse.REMAINDER)
-    report.set_defaults(handler=cmd_report)
+    # Listed here for `meterline --help`; its options are the report client's own, and
+    # `main` hands them over before this parser sees them (an argparse REMAINDER would
+    # refuse every one that starts with a dash).
+    commands.add_parser("report", help="print a usage report (meterline report --help)")
 
     keys = commands.add_parser("keys", help="make or hash gateway keys")
     keys_actions = keys.add_subparsers(dest="action", required=True)
@@ -275,6 +270,11 @@ def main(argv: list[str] | None = None) -> int:
     # httpx logs every request at INFO: one line per report fetched or health check would
     # drown the demo's output and the report client's.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["report"]:
+        from meterline.query.report_client import main as report
+
+        return report(argv[1:])
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result

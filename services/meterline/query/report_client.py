@@ -24,27 +24,70 @@ _FILTERS = ("user_id", "model", "provider", "api_key_name", "credential_type", "
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
     today = datetime.now(UTC).date()
-    parser = argparse.ArgumentParser(prog="meterline report", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", default="http://127.0.0.1:8080", help="query service base URL")
-    parser.add_argument("--key", default=os.environ.get("METERLINE_API_KEY"), help="gateway key")
-    parser.add_argument("--start", default=(today - timedelta(days=6)).isoformat())
-    parser.add_argument("--end", default=today.isoformat())
-    parser.add_argument("--group-by", default="day", help="e.g. day, user, tag or day,user")
-    parser.add_argument("--date-part", choices=("day", "hour", "week", "month"))
-    parser.add_argument("--user-id")
-    parser.add_argument("--model")
-    parser.add_argument("--provider")
-    parser.add_argument("--api-key-name")
-    parser.add_argument("--credential-type", choices=("byok", "system"))
-    parser.add_argument("--tags", help="comma-separated")
-    parser.add_argument("--tags-match", choices=("any", "all"))
-    parser.add_argument("--timezone", help="IANA name, e.g. Europe/Berlin")
-    parser.add_argument("--order-by", help="e.g. total_cost:desc")
-    parser.add_argument("--limit", type=int, help="page size; every page is fetched")
-    parser.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    parser.add_argument("--timeout", type=float, default=30.0)
-    return parser.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="meterline report",
+        description="Ask a query service for a usage report and print it.",
+        epilog="Every filter takes the model as requests name it (openai/gpt-4o) or as "
+        "rows name it (gpt-4o). Exit status: 0 printed, 1 the service refused, 2 not reached.",
+    )
+    option = parser.add_argument
+    option(
+        "--url",
+        default=os.environ.get("METERLINE_REPORT_URL", "http://127.0.0.1:8080"),
+        help="the query service (the all-in-one's port, or `meterline query`'s); "
+        "default $METERLINE_REPORT_URL or %(default)s",
+    )
+    option(
+        "--key",
+        default=os.environ.get("METERLINE_API_KEY"),
+        help="a gateway key of the team to report on; default $METERLINE_API_KEY",
+    )
+    option(
+        "--start",
+        default=(today - timedelta(days=6)).isoformat(),
+        help="first day, YYYY-MM-DD (default: six days ago)",
+    )
+    option("--end", default=today.isoformat(), help="last day, inclusive (default: today)")
+    option(
+        "--group-by",
+        default="day",
+        help="what a row is: day, user, model, provider, tag, credential_type, api_key_name, "
+        "or several joined by commas (day,user); default %(default)s",
+    )
+    option(
+        "--date-part",
+        choices=("day", "hour", "week", "month"),
+        help="the time bucket when grouping by time",
+    )
+    option("--user-id", help="only this end user")
+    option("--model", help="only this model")
+    option("--provider", help="only this provider")
+    option("--api-key-name", help="only requests made with this gateway key's name")
+    option("--credential-type", choices=("byok", "system"), help="only this kind of credential")
+    option("--tags", help="only requests with these tags, comma-separated")
+    option(
+        "--tags-match",
+        choices=("any", "all"),
+        help="whether a request needs any or all of --tags (default any)",
+    )
+    option("--timezone", help="the days' time zone, an IANA name such as Europe/Berlin")
+    option("--order-by", help="row order, a metric and a direction: total_cost:desc")
+    option(
+        "--limit", type=int, help="page size: the report is fetched page by page, and printed whole"
+    )
+    option(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="how the report is printed (default %(default)s)",
+    )
+    option("--timeout", type=float, default=30.0, help="seconds per request (default %(default)s)")
+    return parser
 
 
 def query_params(args: argparse.Namespace) -> dict[str, str]:
