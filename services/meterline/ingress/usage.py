@@ -45,7 +45,63 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
+
+# Every numeric field of each wire's usage object (the official SDKs' types), and where it
+# goes: an event field, or why it has none. tests/unit/ingress/test_usage_fields.py walks the
+# SDKs' types and fails on a field listed in neither, so none is dropped without a reason.
+# What is not carried stays in the event's ``raw_usage``, for a later re-pricing.
+
+CHAT_COMPLETIONS_FIELDS: Final = {
+    "prompt_tokens": "input_tokens",
+    "prompt_tokens_details.cached_tokens": "cached_input_tokens",
+    "prompt_tokens_details.cache_write_tokens": "cache_creation_input_tokens",
+    "completion_tokens": "output_tokens",
+    "completion_tokens_details.reasoning_tokens": "reasoning_tokens",
+}
+CHAT_COMPLETIONS_NOT_CARRIED: Final = {
+    "total_tokens": "the sum of prompt_tokens and completion_tokens",
+    "prompt_tokens_details.text_tokens": "a part of prompt_tokens, priced as input",
+    "prompt_tokens_details.image_tokens": "a part of prompt_tokens, priced as input",
+    "prompt_tokens_details.audio_tokens": "a part of prompt_tokens; audio input has a price "
+    "of its own, which the event does not carry yet: priced as text input",
+    "completion_tokens_details.text_tokens": "a part of completion_tokens, priced as output",
+    "completion_tokens_details.audio_tokens": "a part of completion_tokens; audio output has "
+    "a price of its own, which the event does not carry yet: priced as text output",
+    "completion_tokens_details.accepted_prediction_tokens": "a part of completion_tokens, "
+    "billed as output",
+    "completion_tokens_details.rejected_prediction_tokens": "a part of completion_tokens, "
+    "billed as output",
+}
+RESPONSES_FIELDS: Final = {
+    "input_tokens": "input_tokens",
+    "input_tokens_details.cached_tokens": "cached_input_tokens",
+    "input_tokens_details.cache_write_tokens": "cache_creation_input_tokens",
+    "output_tokens": "output_tokens",
+    "output_tokens_details.reasoning_tokens": "reasoning_tokens",
+}
+RESPONSES_NOT_CARRIED: Final = {
+    "total_tokens": "the sum of input_tokens and output_tokens",
+    "input_tokens_details.cache_write_tokens_details.ttl_30m_tokens": "a part of the cache "
+    "writes by lifetime; the event prices every OpenAI write at the one write rate",
+    "input_tokens_details.cache_write_tokens_details.ttl_12h_tokens": "a part of the cache "
+    "writes by lifetime; the event prices every OpenAI write at the one write rate",
+}
+MESSAGES_FIELDS: Final = {
+    "input_tokens": "input_tokens",
+    "cache_read_input_tokens": "cached_input_tokens",
+    "cache_creation_input_tokens": "cache_creation_input_tokens",
+    "cache_creation.ephemeral_5m_input_tokens": "cache_creation_input_tokens",
+    "cache_creation.ephemeral_1h_input_tokens": "cache_creation_1h_input_tokens",
+    "output_tokens": "output_tokens",
+    "output_tokens_details.thinking_tokens": "reasoning_tokens",
+}
+MESSAGES_NOT_CARRIED: Final = {
+    "server_tool_use.web_search_requests": "billed per search, not per token: the event "
+    "does not carry it yet",
+    "server_tool_use.web_fetch_requests": "web fetches are billed as the tokens they add "
+    "to the input, which input_tokens counts",
+}
 
 
 @dataclass(frozen=True, slots=True)

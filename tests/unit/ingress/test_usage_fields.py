@@ -1,0 +1,162 @@
+"""No usage field is dropped silently: every numeric field of the official SDKs' usage types
+is either carried into the event (and setting it moves the event field it names) or listed
+with the reason it is not; and the gateway reads each provider answer as genai-prices does."""
+
+from __future__ import annotations
+
+import copy
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import genai_prices
+import pytest
+from anthropic.types import MessageDeltaUsage
+from anthropic.types import Usage as MessagesUsage
+from openai.types import CompletionUsage
+from openai.types.responses import ResponseUsage
+from pydantic import BaseModel
+
+from meterline.ingress.usage import (
+    CHAT_COMPLETIONS_FIELDS,
+    CHAT_COMPLETIONS_NOT_CARRIED,
+    MESSAGES_FIELDS,
+    MESSAGES_NOT_CARRIED,
+    RESPONSES_FIELDS,
+    RESPONSES_NOT_CARRIED,
+    Usage,
+    from_anthropic_usage,
+    from_openai_usage,
+    from_responses_usage,
+)
+
+Extract = Callable[[object], Usage | None]
+
+
+def numeric_fields(model: type[BaseModel], prefix: str = "") -> set[str]:
+    found: set[str] = set()
+    for name, field in model.model_fields.items():
+        for kind in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(kind, type) and issubclass(kind, BaseModel):
+                found |= numeric_fields(kind, f"{prefix}{name}.")
+            elif kind in (int, float):
+                found.add(prefix + name)
+    return found
+
+
+WIRES: dict[str, tuple[list[type[BaseModel]], dict[str, str], dict[str, str], Extract]] = {
+    "chat completions": (
+        [CompletionUsage],
+        CHAT_COMPLETIONS_FIELDS,
+        CHAT_COMPLETIONS_NOT_CARRIED,
+        from_openai_usage,
+    ),
+    "responses": ([ResponseUsage], RESPONSES_FIELDS, RESPONSES_NOT_CARRIED, from_responses_usage),
+    "messages": (
+        [MessagesUsage, MessageDeltaUsage],
+        MESSAGES_FIELDS,
+        MESSAGES_NOT_CARRIED,
+        from_anthropic_usage,
+    ),
+}
+# The wholes the parts belong to, so a part set alone is not capped to zero.
+WHOLES: dict[str, dict[str, Any]] = {
+    "chat completions": {"prompt_tokens": 1000, "completion_tokens": 1000},
+    "responses": {"input_tokens": 1000, "output_tokens": 1000},
+    "messages": {"output_tokens": 1000},
+}
+
+
+@pytest.mark.parametrize("wire", list(WIRES))
+def test_every_sdk_usage_field_is_carried_or_has_a_reason(wire: str) -> None:
+    types, carried, not_carried, _ = WIRES[wire]
+    sdk = set().union(*(numeric_fields(t) for t in types))
+    assert not carried.keys() & not_carried.keys()
+    unlisted = sdk - carried.keys() - not_carried.keys()
+    assert not unlisted, f"{wire}: usage fields neither carried nor explained: {unlisted}"
+    assert not (carried.keys() | not_carried.keys()) - sdk, "listed fields the SDK lacks"
+    assert all(len(reason.split()) >= 4 for reason in not_carried.values())
+
+
+def with_field(usage: dict[str, Any], path: str, value: int) -> dict[str, Any]:
+    changed = copy.deepcopy(usage)
+    *parents, name = path.split(".")
+    node = changed
+    for parent in parents:
+        node = node.setdefault(parent, {})
+    node[name] = value
+    return changed
+
+
+@pytest.mark.parametrize(
+    ("wire", "path"), [(wire, path) for wire, spec in WIRES.items() for path in spec[1]]
+)
+def test_each_carried_field_moves_the_event_field_it_names(wire: str, path: str) -> None:
+    _, carried, _, extract = WIRES[wire]
+    base = WHOLES[wire]
+    before = extract(base)
+    after = extract(with_field(base, path, 7 if path not in base else 1007))
+    assert before is not None and after is not None
+    target = carried[path]
+    assert getattr(after, target) == getattr(before, target) + 7, (path, target)
+
+
+# Provider answers as they come, with what genai-prices reads from them.
+CORPUS: list[tuple[str, str, dict[str, Any]]] = [
+    ("openai", "chat", {"prompt_tokens": 11, "completion_tokens": 5}),
+    (
+        "openai",
+        "chat",
+        {
+            "prompt_tokens": 2100,
+            "completion_tokens": 300,
+            "prompt_tokens_details": {"cached_tokens": 128, "cache_write_tokens": 1920},
+            "completion_tokens_details": {"reasoning_tokens": 256},
+        },
+    ),
+    (
+        "openai",
+        "responses",
+        {
+            "input_tokens": 5000,
+            "input_tokens_details": {"cached_tokens": 4096},
+            "output_tokens": 900,
+            "output_tokens_details": {"reasoning_tokens": 640},
+        },
+    ),
+    (
+        "anthropic",
+        "default",
+        {
+            "input_tokens": 100,
+            "cache_read_input_tokens": 50,
+            "cache_creation_input_tokens": 70,
+            "cache_creation": {"ephemeral_5m_input_tokens": 30, "ephemeral_1h_input_tokens": 40},
+            "output_tokens": 20,
+        },
+    ),
+    ("anthropic", "default", {"input_tokens": 250_000, "output_tokens": 4000}),  # long context
+]
+
+
+@pytest.mark.parametrize(("provider", "flavor", "usage"), CORPUS)
+def test_the_gateway_reads_usage_as_genai_prices_does(
+    provider: str, flavor: str, usage: dict[str, Any]
+) -> None:
+    model = "gpt-4o" if provider == "openai" else "claude-sonnet-4-5"
+    extracted = genai_prices.extract_usage(
+        {"model": model, "usage": usage}, provider_id=provider, api_flavor=flavor
+    ).usage
+    if provider == "anthropic":
+        ours = from_anthropic_usage(usage)
+    elif flavor == "responses":
+        ours = from_responses_usage(usage)
+    else:
+        ours = from_openai_usage(usage)
+    assert ours is not None
+    assert ours.input_tokens == (extracted.input_tokens or 0)
+    assert ours.output_tokens == (extracted.output_tokens or 0)
+    assert ours.cached_input_tokens == (extracted.cache_read_tokens or 0)
+    assert ours.cache_creation_input_tokens == (extracted.cache_write_tokens or 0)
+    assert ours.cache_creation_1h_input_tokens == (extracted.cache_write_1h_tokens or 0)
+    assert ours.reasoning_tokens == (extracted.output_reasoning_tokens or 0)
