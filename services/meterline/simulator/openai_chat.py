@@ -26,6 +26,7 @@ from meterline.simulator.usage import (
     Prompt,
     compact_json,
     measure,
+    openai_cache_writes,
     plain_text,
     plan,
     split_text,
@@ -35,11 +36,14 @@ TOOL_TRIGGER = "call a tool"
 
 
 def usage_body(result: Plan) -> dict[str, Any]:
+    prompt_details: dict[str, Any] = {"cached_tokens": result.cache_read_tokens, "audio_tokens": 0}
+    if result.cache_write_tokens:
+        prompt_details["cache_write_tokens"] = result.cache_write_tokens
     return {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.output_tokens,
         "total_tokens": result.prompt_tokens + result.output_tokens,
-        "prompt_tokens_details": {"cached_tokens": result.cache_read_tokens, "audio_tokens": 0},
+        "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {
             "reasoning_tokens": result.reasoning_tokens,
             "audio_tokens": 0,
@@ -105,6 +109,7 @@ async def chat_completions(request: Request) -> Response:
         model=model,
         max_tokens=cap,
         cache_hint="prompt_cache_key" in body,
+        cache_write_ttls=openai_cache_writes(model),
         stop_sequences=_stop_sequences(body.get("stop")),
     )
     tool_call = _tool_call(messages, tools)

@@ -26,7 +26,15 @@ from meterline.simulator.common import (
     positive_int,
     sse_response,
 )
-from meterline.simulator.usage import Plan, Prompt, compact_json, measure, plan, split_text
+from meterline.simulator.usage import (
+    Plan,
+    Prompt,
+    compact_json,
+    measure,
+    openai_cache_writes,
+    plan,
+    split_text,
+)
 
 
 def usage_body(result: Plan) -> dict[str, Any]:
@@ -34,7 +42,7 @@ def usage_body(result: Plan) -> dict[str, Any]:
         "input_tokens": result.prompt_tokens,
         "input_tokens_details": {
             "cached_tokens": result.cache_read_tokens,
-            "cache_write_tokens": 0,
+            "cache_write_tokens": result.cache_write_tokens,
         },
         "output_tokens": result.output_tokens,
         "output_tokens_details": {"reasoning_tokens": result.reasoning_tokens},
@@ -138,7 +146,14 @@ async def responses(request: Request) -> Response:
     if raw_cap is not None and cap is None:
         return openai_error(400, "max_output_tokens must be a positive integer.", headers)
 
-    result = plan(body, prompt, model=model, max_tokens=cap, cache_hint="prompt_cache_key" in body)
+    result = plan(
+        body,
+        prompt,
+        model=model,
+        max_tokens=cap,
+        cache_hint="prompt_cache_key" in body,
+        cache_write_ttls=openai_cache_writes(model),
+    )
     shell = _Shell(body, model)
     if body.get("stream") is True:
         return _stream(call, shell, result)

@@ -29,9 +29,11 @@ The rules, for all three wire formats:
 * **Cache reads**: prompts of at least 1024 tokens read the largest multiple of 128 that is
   at most half the prompt. A cache hint (OpenAI ``prompt_cache_key``, any Anthropic
   ``cache_control``) forces the effect for any size: half the prompt, rounded down.
-* **Cache writes** (Anthropic only, and only with ``cache_control``): when ``digest[5]`` is
-  even, the cached share is reported as written instead of read, split between the 5-minute
-  and 1-hour buckets in proportion to the ``cache_control`` breakpoints with ``ttl: "1h"``.
+* **Cache writes**: when ``digest[5]`` is even, the cached share is reported as written
+  instead of read. On Anthropic only with ``cache_control``, split between the 5-minute and
+  1-hour buckets in proportion to the ``cache_control`` breakpoints with ``ttl: "1h"``; on
+  the OpenAI wire for the models that report writes (``CACHE_WRITE_MODEL_MARKERS``), as
+  ``cache_write_tokens``, with no lifetime.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ _DELIVERY_FIELDS = frozenset(
     }
 )
 _REASONING_MODEL_MARKERS = ("o1", "o3", "o4", "gpt-5", "reasoning", "thinking")
+CACHE_WRITE_MODEL_MARKERS = ("gpt-5.6",)
+"""OpenAI models whose usage reports cache writes (``prompt_tokens_details.cache_write_tokens``
+on Chat Completions, ``input_tokens_details.cache_write_tokens`` on Responses)."""
 _IMAGE_PART_TYPES = frozenset({"image_url", "input_image", "image"})
 # Keys under which chat, responses and messages payloads carry prompt text.
 _TEXT_KEYS = ("text", "content", "output", "arguments", "thinking", "tool_calls", "function")
@@ -175,6 +180,12 @@ def request_digest(body: Mapping[str, Any]) -> bytes:
     content = {key: value for key, value in body.items() if key not in _DELIVERY_FIELDS}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).digest()
+
+
+def openai_cache_writes(model: str) -> tuple[int, int] | None:
+    """``plan``'s ``cache_write_ttls`` for an OpenAI model: one kind of write, or none."""
+    lowered = model.lower()
+    return (1, 0) if any(marker in lowered for marker in CACHE_WRITE_MODEL_MARKERS) else None
 
 
 def wants_reasoning(model: str, body: Mapping[str, Any]) -> bool:
