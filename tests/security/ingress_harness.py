@@ -26,6 +26,7 @@ from tests.support.gateway import (
     Recorder,
     ServerThread,
     gateway_config,
+    wait_for_events,
 )
 
 MAX_BODY = 64 * 1024
@@ -44,13 +45,7 @@ class Ingress:
         self.upstream.received.clear()
 
     def wait_for_events(self, count: int, timeout: float = 5.0) -> list[UsageEvent]:
-        """Events are published as the answer ends, so a client can see its answer a moment
-        before the event exists."""
-        deadline = time.monotonic() + timeout
-        while len(self.publisher.events) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(self.publisher.events) >= count, self.publisher.events
-        return list(self.publisher.events)
+        return wait_for_events(self.publisher, count, timeout)
 
     def assert_nothing_published(self, settle: float) -> None:
         """No event, even ``settle`` seconds after the answer: one that was coming would

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from meterline.common.events import UsageEvent
+from meterline.ingress.metering import RequestRecord
 
 
 def usage_event(**overrides: Any) -> UsageEvent:
@@ -44,3 +46,24 @@ def million_token_event(**overrides: Any) -> UsageEvent:
 def numbered_event(n: int, team: str = "acme") -> UsageEvent:
     """The ``n``-th of a run of distinct events: its tokens and duration say which."""
     return usage_event(team_id=team, duration_ms=100 + n, input_tokens=100 + n)
+
+
+def request_record(**overrides: Any) -> RequestRecord:
+    """What the gateway knows of a request before the provider answers, as a router builds
+    it (``ingress/routers/call.py``)."""
+    values: dict[str, Any] = {
+        "team_id": "acme",
+        "api_key_name": "prod",
+        "api_surface": "chat_completions",
+        "model_requested": "sim/gpt-4o",
+        "model": "gpt-4o",
+        "provider": "sim",
+        "credential_type": "system",
+        "streamed": False,
+        "user_id": None,
+        "tags": [],
+        "started_at": datetime.now(UTC),
+        "started": time.perf_counter(),
+    }
+    values.update(overrides)
+    return RequestRecord(**values)

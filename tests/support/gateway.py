@@ -154,13 +154,19 @@ class Gateway:
         return response
 
     def wait_for_events(self, count: int, timeout: float = 5.0) -> list[UsageEvent]:
-        """Events are published after the response is complete, so a client can see its
-        answer a moment before the event exists."""
-        deadline = time.monotonic() + timeout
-        while len(self.publisher.events) < count and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(self.publisher.events) >= count, self.publisher.events
-        return list(self.publisher.events)
+        return wait_for_events(self.publisher, count, timeout)
+
+
+def wait_for_events(
+    publisher: MemoryPublisher, count: int, timeout: float = 5.0
+) -> list[UsageEvent]:
+    """At least ``count`` events, once published. Events are published as the answer ends,
+    so a client can see its answer a moment before the event exists."""
+    deadline = time.monotonic() + timeout
+    while len(publisher.events) < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert len(publisher.events) >= count, publisher.events
+    return list(publisher.events)
 
 
 def gateway_config(simulator_url: str, keys: dict[str, str]) -> GatewayConfig:

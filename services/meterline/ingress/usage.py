@@ -1,42 +1,17 @@
 """Provider usage -> the event's token convention (written in ``common/events.py``).
 
-OpenAI Chat Completions already counts the way the event does: ``prompt_tokens`` includes
-cached tokens and ``completion_tokens`` includes reasoning tokens, so the mapping is a
-renaming:
+Which field of each wire's usage goes to which event field is listed once, below
+(``CHAT_COMPLETIONS_FIELDS``, ``RESPONSES_FIELDS``, ``MESSAGES_FIELDS``, and the fields not
+carried, with the reason). How the counts fit together:
 
-=========================================== ======================
-OpenAI                                      event
-=========================================== ======================
-``prompt_tokens``                           ``input_tokens``
-``prompt_tokens_details.cached_tokens``     ``cached_input_tokens``
-``prompt_tokens_details.cache_write_tokens`` ``cache_creation_input_tokens``
-``completion_tokens``                       ``output_tokens``
-``completion_tokens_details.reasoning_tokens`` ``reasoning_tokens``
-=========================================== ======================
-
-The Responses API counts the same way under other names (``input_tokens``,
-``input_tokens_details.cached_tokens``, ``output_tokens``,
-``output_tokens_details.reasoning_tokens``, ``input_tokens_details.cache_write_tokens``).
-Cache writes, like cache reads, are parts of the whole prompt; OpenAI reports no TTL for
-them, so none is counted as a 1-hour write.
-
-Anthropic counts cache reads and writes *beside* ``input_tokens``, so the event's input is
-the sum of the three:
-
-========================================================= ==================================
-Anthropic                                                 event
-========================================================= ==================================
-``input_tokens + cache_read_input_tokens``
-``+ cache_creation_input_tokens``                         ``input_tokens``
-``cache_read_input_tokens``                               ``cached_input_tokens``
-``cache_creation_input_tokens``                           ``cache_creation_input_tokens``
-``cache_creation.ephemeral_1h_input_tokens``              ``cache_creation_1h_input_tokens``
-``output_tokens``                                         ``output_tokens``
-``output_tokens_details.thinking_tokens``                 ``reasoning_tokens``
-========================================================= ==================================
-
-The 5-minute writes are the rest of ``cache_creation_input_tokens``; the two kinds are priced
-differently.
+- OpenAI (Chat Completions, and Responses under other names) already counts the way the
+  event does: the prompt includes its cache reads and writes, the completion its reasoning
+  tokens, so the mapping is a renaming. OpenAI reports no lifetime for its cache writes, so
+  none is counted as a 1-hour write.
+- Anthropic counts cache reads and writes *beside* ``input_tokens``, so the event's input is
+  the sum of the three; ``cache_creation.ephemeral_1h_input_tokens`` are the 1-hour writes,
+  and the 5-minute ones the rest of ``cache_creation_input_tokens``: the two kinds are
+  priced differently. Thinking tokens are part of ``output_tokens``.
 
 The provider's usage object is kept verbatim as JSON so prices can be recomputed later.
 """
@@ -48,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 # Every numeric field of each wire's usage object (the official SDKs' types), and where it
-# goes: an event field, or why it has none. tests/unit/ingress/test_usage_fields.py walks the
+# goes: an event field (Anthropic's cache reads and writes also add to ``input_tokens``), or
+# why it has none. tests/unit/ingress/test_usage_fields.py walks the
 # SDKs' types and fails on a field listed in neither, so none is dropped without a reason.
 # What is not carried stays in the event's ``raw_usage``, for a later re-pricing.
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Any, cast
 
-from meterline.ingress.metering import RequestRecord
 from meterline.ingress.providers.anthropic_wire import AnthropicDialect
 from meterline.ingress.providers.openai_wire import OpenAIDialect, SseScanner
 from meterline.ingress.publishing.memory import MemoryPublisher
@@ -18,6 +15,7 @@ from meterline.ingress.relay import Drains, SseRelay
 from meterline.ingress.sse import MAX_HELD_EVENT, event_data
 from meterline.ingress.translate.chat_via_anthropic.stream import ChatStreamFromAnthropic
 from meterline.ingress.transport import ProviderResponse
+from tests.support.events import request_record
 
 
 class StandInResponse:
@@ -38,28 +36,16 @@ class StandInResponse:
         self.closed = True
 
 
-def record() -> RequestRecord:
-    return RequestRecord(
-        team_id="acme",
-        api_key_name="prod",
-        api_surface="chat_completions",
-        model_requested="sim/gpt-4o",
-        model="gpt-4o",
-        provider="sim",
-        credential_type="system",
-        streamed=True,
-        user_id=None,
-        tags=[],
-        started_at=datetime.now(UTC),
-        started=time.perf_counter(),
-    )
-
-
 def relay_all(chunks: list[bytes], scanner: Any, dialect: Any) -> tuple[bytes, MemoryPublisher]:
     publisher = MemoryPublisher()
     response = StandInResponse(chunks)
     relay = SseRelay(
-        cast(ProviderResponse, response), record(), publisher, scanner, dialect, Drains(0)
+        cast(ProviderResponse, response),
+        request_record(streamed=True),
+        publisher,
+        scanner,
+        dialect,
+        Drains(0),
     )
 
     async def run() -> bytes:

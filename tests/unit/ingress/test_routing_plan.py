@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 import pytest
 from starlette.responses import Response
@@ -12,9 +11,9 @@ from starlette.responses import Response
 from meterline.common.config import GatewayConfig
 from meterline.ingress.credentials import Credential
 from meterline.ingress.errors import BadRequest
-from meterline.ingress.metering import RequestRecord
 from meterline.ingress.routing import Route, Router, first_success, should_try_next
 from meterline.ingress.tagging import RoutingOptions
+from tests.support.events import request_record
 
 CONFIG = GatewayConfig.model_validate(
     {
@@ -218,23 +217,6 @@ def test_which_answers_give_way(kind: str, status: int, expected: bool) -> None:
     assert should_try_next(route("openai", kind), status) is expected
 
 
-def record() -> RequestRecord:
-    return RequestRecord(
-        team_id="t",
-        api_key_name="k",
-        api_surface="chat_completions",
-        model_requested="openai/gpt-4o",
-        model="?",
-        provider="?",
-        credential_type="?",
-        streamed=False,
-        user_id=None,
-        tags=[],
-        started_at=datetime.now(UTC),
-        started=0.0,
-    )
-
-
 def test_first_success_stops_at_the_first_answer_worth_giving() -> None:
     statuses = {"openai": 503, "azure": 429, "groq": 200}
     tried: list[str] = []
@@ -243,7 +225,7 @@ def test_first_success_stops_at_the_first_answer_worth_giving() -> None:
         tried.append(r.provider.slug)
         return Response(status_code=statuses[r.provider.slug])
 
-    rec = record()
+    rec = request_record()
     routes = [route("openai", "byok"), route("azure"), route("groq")]
     response = asyncio.run(first_success(routes, rec, send))
     assert response.status_code == 200 and tried == ["openai", "azure", "groq"]
@@ -252,10 +234,10 @@ def test_first_success_stops_at_the_first_answer_worth_giving() -> None:
     # A 400 is the request's fault: the next route would say the same.
     statuses["openai"] = 400
     tried.clear()
-    rec = record()
+    rec = request_record()
     assert asyncio.run(first_success(routes, rec, send)).status_code == 400
     assert tried == ["openai"] and (rec.provider, rec.credential_type) == ("openai", "byok")
 
     # The last route's answer is the answer, whatever it is.
     statuses.update(openai=500, azure=500, groq=503)
-    assert asyncio.run(first_success(routes, record(), send)).status_code == 503
+    assert asyncio.run(first_success(routes, request_record(), send)).status_code == 503
