@@ -18,7 +18,7 @@ from meterline.consumer.enrich import Enricher
 from meterline.consumer.write import ClickHouseWriter, MemoryWriter, Writer
 from tests.contracts.conftest import usage_event
 
-RATES = PerMillionRates(
+RATES = PerMillionRates.text(
     input=Decimal("0.15"),
     output=Decimal("0.6"),
     cache_read=Decimal("0.075"),

@@ -13,4 +13,7 @@ RATES = PerMillionRates(
     cache_read=Decimal("0.5"),
     cache_write=Decimal("2.5"),
     cache_write_1h=Decimal("4"),
+    input_audio=Decimal("40"),
+    output_audio=Decimal("80"),
+    web_search=Decimal("10000"),
 )

@@ -70,6 +70,8 @@ class PriceOverride(_Strict):
     output_per_mtok: Decimal | None = None
     cache_read_per_mtok: Decimal | None = None
     cache_write_per_mtok: Decimal | None = None
+    web_search_per_thousand: Decimal | None = None
+    """With custom prices: what a thousand web searches cost (none: searches are free)."""
 
     @model_validator(mode="after")
     def _one_kind(self) -> PriceOverride:

@@ -1,9 +1,10 @@
 """The usage event: one finished gateway request, facts only (never prices).
 
-Token convention, the same for every provider (see schemas/avro/usage_event.v1.avsc):
+Token convention, the same for every provider (see schemas/avro/usage_event.v2.avsc):
 ``input_tokens`` counts every input token, cache reads (``cached_input_tokens``) and cache
-writes (``cache_creation_input_tokens``) included; ``output_tokens`` counts every output token,
-``reasoning_tokens`` included.
+writes (``cache_creation_input_tokens``) and audio (``input_audio_tokens``) included;
+``output_tokens`` counts every output token, ``reasoning_tokens`` and ``output_audio_tokens``
+included. ``web_search_requests`` counts searches, not tokens.
 """
 
 from __future__ import annotations
@@ -65,6 +66,10 @@ class UsageEvent:
     cache_creation_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    web_search_requests: int = 0
+    zero_data_retention: bool = False
     time_to_first_token_ms: int | None = None
     user_id: str | None = None
     tags: list[str] = field(default_factory=list)
@@ -103,6 +108,10 @@ class UsageEvent:
             "cache_creation_input_tokens": self.cache_creation_input_tokens,
             "cache_creation_1h_input_tokens": self.cache_creation_1h_input_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "input_audio_tokens": self.input_audio_tokens,
+            "output_audio_tokens": self.output_audio_tokens,
+            "web_search_requests": self.web_search_requests,
+            "zero_data_retention": self.zero_data_retention,
             "raw_usage": self.raw_usage,
         }
 
@@ -139,6 +148,10 @@ class UsageEvent:
             cache_creation_input_tokens=record.get("cache_creation_input_tokens", 0),
             cache_creation_1h_input_tokens=record.get("cache_creation_1h_input_tokens", 0),
             reasoning_tokens=record.get("reasoning_tokens", 0),
+            input_audio_tokens=record.get("input_audio_tokens", 0),
+            output_audio_tokens=record.get("output_audio_tokens", 0),
+            web_search_requests=record.get("web_search_requests", 0),
+            zero_data_retention=record.get("zero_data_retention", False),
             raw_usage=record.get("raw_usage", "{}"),
         )
 

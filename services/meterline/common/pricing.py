@@ -26,7 +26,8 @@ ZERO: Final = Decimal(0)
 
 @dataclass(frozen=True, slots=True)
 class TokenCounts:
-    """Token usage under Meterline's convention (input includes cache reads and writes)."""
+    """Usage under Meterline's convention: the input includes cache reads, cache writes and
+    audio; the output includes reasoning and audio. Web searches are counted, not tokens."""
 
     input_tokens: int
     output_tokens: int
@@ -34,36 +35,60 @@ class TokenCounts:
     cache_creation_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    web_search_requests: int = 0
 
 
 TOKEN_FIELDS: Final = tuple(field.name for field in fields(TokenCounts))
-"""The event's token counts, as ``TokenCounts`` takes them (positionally too)."""
+"""The event's usage counts, as ``TokenCounts`` takes them (positionally too)."""
 
-TOKEN_KINDS: Final = ("input", "cache_read", "cache_write", "cache_write_1h", "output")
-"""The kinds of token a price tells apart, each with its own rate (``PerMillionRates``)."""
+USAGE_KINDS: Final = (
+    "input",
+    "cache_read",
+    "cache_write",
+    "cache_write_1h",
+    "input_audio",
+    "output",
+    "output_audio",
+    "web_search",
+)
+"""The kinds of usage a price tells apart, each with its own rate (``PerMillionRates``):
+tokens, and web searches (per million searches, so every rate has the same unit)."""
 
 
-def tokens_by_kind(tokens: TokenCounts) -> tuple[int, int, int, int, int]:
-    """How many tokens of each kind, in ``TOKEN_KINDS`` order: the input counts every input
-    token, so the cache reads and writes come out of it; the one-hour writes come out of the
-    writes. ``TOKENS_BY_KIND_SQL`` is the same over the raw table's columns."""
+def usage_by_kind(tokens: TokenCounts) -> tuple[int, int, int, int, int, int, int, int]:
+    """How much of each kind, in ``USAGE_KINDS`` order: the input counts every input token,
+    so the cache reads, the cache writes and the audio come out of it; the one-hour writes
+    come out of the writes; the output's audio comes out of the output (reasoning is priced
+    as output). ``USAGE_BY_KIND_SQL`` is the same over the raw table's columns."""
     return (
-        tokens.input_tokens - tokens.cached_input_tokens - tokens.cache_creation_input_tokens,
+        tokens.input_tokens
+        - tokens.cached_input_tokens
+        - tokens.cache_creation_input_tokens
+        - tokens.input_audio_tokens,
         tokens.cached_input_tokens,
         tokens.cache_creation_input_tokens - tokens.cache_creation_1h_input_tokens,
         tokens.cache_creation_1h_input_tokens,
-        tokens.output_tokens,
+        tokens.input_audio_tokens,
+        tokens.output_tokens - tokens.output_audio_tokens,
+        tokens.output_audio_tokens,
+        tokens.web_search_requests,
     )
 
 
-TOKENS_BY_KIND_SQL: Final = {
-    "input": "(input_tokens - cached_input_tokens - cache_creation_input_tokens)",
+USAGE_BY_KIND_SQL: Final = {
+    "input": "(input_tokens - cached_input_tokens - cache_creation_input_tokens"
+    " - input_audio_tokens)",
     "cache_read": "cached_input_tokens",
     "cache_write": "(cache_creation_input_tokens - cache_creation_1h_input_tokens)",
     "cache_write_1h": "cache_creation_1h_input_tokens",
-    "output": "output_tokens",
+    "input_audio": "input_audio_tokens",
+    "output": "(output_tokens - output_audio_tokens)",
+    "output_audio": "output_audio_tokens",
+    "web_search": "web_search_requests",
 }
-"""``tokens_by_kind`` in ClickHouse SQL, for the warehouse engine's pricing."""
+"""``usage_by_kind`` in ClickHouse SQL, for the warehouse engine's pricing."""
 
 
 class PriceSource(Protocol):
@@ -85,25 +110,64 @@ class PriceSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class PerMillionRates:
-    """USD per million tokens of each kind. Prices without tiers are linear in the token
-    counts, so five rates reproduce genai-prices exactly at a fraction of its cost."""
+    """USD per million of each kind (``USAGE_KINDS``). Prices without tiers are linear in
+    the counts, so one rate per kind reproduces genai-prices exactly at a fraction of its
+    cost."""
 
     input: Decimal
     output: Decimal
     cache_read: Decimal
     cache_write: Decimal
     cache_write_1h: Decimal
+    input_audio: Decimal
+    output_audio: Decimal
+    web_search: Decimal
+
+    @classmethod
+    def text(
+        cls,
+        input: Decimal,
+        output: Decimal,
+        cache_read: Decimal,
+        cache_write: Decimal,
+        cache_write_1h: Decimal | None = None,
+        web_search: Decimal = Decimal(0),
+    ) -> PerMillionRates:
+        """A price list that tells no audio apart: audio at the text rates, one-hour writes
+        at the write rate unless given."""
+        return cls(
+            input=input,
+            output=output,
+            cache_read=cache_read,
+            cache_write=cache_write,
+            cache_write_1h=cache_write if cache_write_1h is None else cache_write_1h,
+            input_audio=input,
+            output_audio=output,
+            web_search=web_search,
+        )
 
     def cost(self, tokens: TokenCounts) -> Decimal:
-        """USD, exactly: rate times tokens of each kind, summed in ``TOKEN_KINDS`` order.
+        """USD, exactly: rate times count of each kind, summed in ``USAGE_KINDS`` order.
         ``quantize_money`` rounds it for the warehouse."""
-        input_, cache_read, cache_write, cache_write_1h, output = tokens_by_kind(tokens)
+        (
+            input_,
+            cache_read,
+            cache_write,
+            cache_write_1h,
+            input_audio,
+            output,
+            output_audio,
+            web_search,
+        ) = usage_by_kind(tokens)
         micro = (
             self.input * input_
             + self.cache_read * cache_read
             + self.cache_write * cache_write
             + self.cache_write_1h * cache_write_1h
+            + self.input_audio * input_audio
             + self.output * output
+            + self.output_audio * output_audio
+            + self.web_search * web_search
         )
         return micro / MILLION
 
@@ -188,6 +252,12 @@ def _genai_usage(tokens: TokenCounts) -> Any:
     }
     if tokens.cache_creation_1h_input_tokens:
         values["cache_write_1h_tokens"] = tokens.cache_creation_1h_input_tokens
+    if tokens.input_audio_tokens:
+        values["input_audio_tokens"] = tokens.input_audio_tokens
+    if tokens.output_audio_tokens:
+        values["output_audio_tokens"] = tokens.output_audio_tokens
+    if tokens.web_search_requests:
+        values["web_searches"] = tokens.web_search_requests
     return Usage(**values)
 
 
@@ -211,6 +281,9 @@ def _linear_rates(model_price: Any) -> PerMillionRates:
             cache_creation_input_tokens=million,
             cache_creation_1h_input_tokens=million,
         ),
+        input_audio=price(input_tokens=million, output_tokens=0, input_audio_tokens=million),
+        output_audio=price(input_tokens=0, output_tokens=million, output_audio_tokens=million),
+        web_search=price(input_tokens=0, output_tokens=0, web_search_requests=million),
     )
 
 
@@ -249,7 +322,7 @@ def team_cost(
     return _custom_rates(override).cost(tokens)
 
 
-NO_CHARGE: Final = PerMillionRates(ZERO, ZERO, ZERO, ZERO, ZERO)
+NO_CHARGE: Final = PerMillionRates(ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO, ZERO)
 
 
 def team_rates(
@@ -266,28 +339,23 @@ def team_rates(
         if market is None:
             return None
         m = override.multiplier
-        return PerMillionRates(
-            input=market.input * m,
-            output=market.output * m,
-            cache_read=market.cache_read * m,
-            cache_write=market.cache_write * m,
-            cache_write_1h=market.cache_write_1h * m,
-        )
+        return PerMillionRates(**{kind: getattr(market, kind) * m for kind in USAGE_KINDS})
     return _custom_rates(override)
 
 
 def _custom_rates(override: PriceOverride) -> PerMillionRates:
+    """A custom price: cache reads and writes at the input price unless it names theirs,
+    audio at the text prices, web searches at ``web_search_per_thousand`` (none: free)."""
     input_rate = override.input_per_mtok or ZERO
-    return PerMillionRates(
+    write_rate = (
+        override.cache_write_per_mtok if override.cache_write_per_mtok is not None else input_rate
+    )
+    return PerMillionRates.text(
         input=input_rate,
         output=override.output_per_mtok or ZERO,
         cache_read=override.cache_read_per_mtok
         if override.cache_read_per_mtok is not None
         else input_rate,
-        cache_write=override.cache_write_per_mtok
-        if override.cache_write_per_mtok is not None
-        else input_rate,
-        cache_write_1h=override.cache_write_per_mtok
-        if override.cache_write_per_mtok is not None
-        else input_rate,
+        cache_write=write_rate,
+        web_search=(override.web_search_per_thousand or ZERO) * 1000,
     )

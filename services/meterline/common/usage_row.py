@@ -117,6 +117,10 @@ COLUMNS: Final = (
     _event("cache_creation_input_tokens", _TOKENS),
     _event("cache_creation_1h_input_tokens", _TOKENS),
     _event("reasoning_tokens", _TOKENS),
+    _event("input_audio_tokens", _TOKENS),
+    _event("output_audio_tokens", _TOKENS),
+    _event("web_search_requests", _TOKENS),
+    _event("zero_data_retention", "Bool"),
     _price("market_cost", MONEY),
     _price("total_cost", MONEY),
     _price("price_known", "Bool"),
@@ -197,6 +201,9 @@ CHECKS: Final = (
     _not_negative("cache_creation_input_tokens"),
     _not_negative("cache_creation_1h_input_tokens"),
     _not_negative("reasoning_tokens"),
+    _not_negative("input_audio_tokens"),
+    _not_negative("output_audio_tokens"),
+    _not_negative("web_search_requests"),
     Check(
         "duration_ms",
         f"event.duration_ms <= {MAX_UINT32}",
@@ -218,16 +225,27 @@ CHECKS: Final = (
     ),
     Check(
         "cached_input_tokens",
-        "event.cached_input_tokens + event.cache_creation_input_tokens <= event.input_tokens",
-        # Int128: two Int64 counts near their limit must not wrap around.
-        "toInt128(cached_input_tokens) + cache_creation_input_tokens <= input_tokens",
-        lambda _: "cached_input_tokens + cache_creation_input_tokens exceed input_tokens",
+        "event.cached_input_tokens + event.cache_creation_input_tokens"
+        " + event.input_audio_tokens <= event.input_tokens",
+        # Int128: three Int64 counts near their limit must not wrap around.
+        "toInt128(cached_input_tokens) + cache_creation_input_tokens + input_audio_tokens"
+        " <= input_tokens",
+        lambda _: (
+            "cached_input_tokens + cache_creation_input_tokens + input_audio_tokens"
+            " exceed input_tokens"
+        ),
     ),
     Check(
         "cache_creation_1h_input_tokens",
         "event.cache_creation_1h_input_tokens <= event.cache_creation_input_tokens",
         "cache_creation_1h_input_tokens <= cache_creation_input_tokens",
         lambda _: "cache_creation_1h_input_tokens exceed cache_creation_input_tokens",
+    ),
+    Check(
+        "output_audio_tokens",
+        "event.output_audio_tokens <= event.output_tokens",
+        "output_audio_tokens <= output_tokens",
+        lambda _: "output_audio_tokens exceed output_tokens",
     ),
     Check(
         "reasoning_tokens",

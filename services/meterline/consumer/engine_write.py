@@ -39,8 +39,8 @@ from meterline.common.codec import UsageEventCodec
 from meterline.common.pricing import (
     MONEY_SCALE,
     TOKEN_FIELDS,
-    TOKEN_KINDS,
-    TOKENS_BY_KIND_SQL,
+    USAGE_BY_KIND_SQL,
+    USAGE_KINDS,
     TokenCounts,
 )
 from meterline.common.usage_row import COLUMN_TYPES, MONEY, PRICE_COLUMNS
@@ -98,6 +98,7 @@ VALID_EVENT: Final = f"""
     {usage_row.sql_checks()}
     AND started_at BETWEEN 0 AND {_LATEST_STARTED_AT_MICROS}
     AND input_tokens <= {MAX_TOKENS} AND output_tokens <= {MAX_TOKENS}
+    AND web_search_requests <= {MAX_TOKENS}
 """
 
 _OFFSET: Final = f"reinterpretAsUInt64({OFFSET_FIELD})"
@@ -109,8 +110,8 @@ CREATE TEMPORARY TABLE IF NOT EXISTS {PRICES}
 (
     team_id String, provider String, model String, hour Int64, credential_type String,
     per_event Bool,
-    {", ".join(f"market_{kind} {_RATE}" for kind in TOKEN_KINDS)},
-    {", ".join(f"charged_{kind} {_RATE}" for kind in TOKEN_KINDS)},
+    {", ".join(f"market_{kind} {_RATE}" for kind in USAGE_KINDS)},
+    {", ".join(f"charged_{kind} {_RATE}" for kind in USAGE_KINDS)},
     price_known {COLUMN_TYPES["price_known"]}, price_source {COLUMN_TYPES["price_source"]}
 ) ENGINE = Memory
 """
@@ -127,7 +128,7 @@ def _cost(side: str) -> str:
     """USD for one row at the key's ``side`` (market or charged) per-token rates, rounded
     half to even to the money quantum: ``PerMillionRates.cost``, then ``quantize_money``."""
     terms = "\n            + ".join(
-        f"{tokens} * p.{side}_{kind}" for kind, tokens in TOKENS_BY_KIND_SQL.items()
+        f"{tokens} * p.{side}_{kind}" for kind, tokens in USAGE_BY_KIND_SQL.items()
     )
     return f"""CAST(roundBankers(
             {terms}, {MONEY_SCALE}) AS {MONEY})"""
@@ -353,7 +354,7 @@ class EngineWriter:
             per_event |= per_token is None
             prices.append(
                 [team_id, provider, model, hour, credential_type, per_token is None]
-                + (per_token or [Decimal(0)] * 10)
+                + (per_token or [Decimal(0)] * (2 * len(USAGE_KINDS)))
                 + [rates is not None and rates.price_known, rates.price_source if rates else ""]
             )
         self._client.insert(PRICES, prices, column_names=_PRICE_COLUMNS)
@@ -392,8 +393,8 @@ _PRICE_COLUMNS: Final = [
     "hour",
     "credential_type",
     "per_event",
-    *(f"market_{kind}" for kind in TOKEN_KINDS),
-    *(f"charged_{kind}" for kind in TOKEN_KINDS),
+    *(f"market_{kind}" for kind in USAGE_KINDS),
+    *(f"charged_{kind}" for kind in USAGE_KINDS),
     "price_known",
     "price_source",
 ]
@@ -406,11 +407,12 @@ _RATE_INTEGER_DIGITS: Final = 76 - RATE_SCALE - len(str(MAX_TOKENS))
 
 
 def _per_token(rates: KeyRates) -> list[Decimal] | None:
-    """The key's ten rates per token, in ``_PRICE_COLUMNS`` order; None when one does not
-    fit the engine's rate column exactly (the key's events are then priced one by one)."""
+    """The key's rates per token, market then charged, in ``_PRICE_COLUMNS`` order; None when
+    one does not fit the engine's rate column exactly (the key's events are then priced one
+    by one)."""
     per_token: list[Decimal] = []
     for side in (rates.market, rates.charged):
-        for kind in TOKEN_KINDS:
+        for kind in USAGE_KINDS:
             rate: Decimal = getattr(side, kind).scaleb(-6)
             exponent = rate.as_tuple().exponent
             if not isinstance(exponent, int):  # infinity or NaN

@@ -53,6 +53,8 @@ MODELS = [
     ("anthropic", "claude-sonnet-4-5"),  # tiered by prompt size: priced event by event
     ("google", "gemini-2.5-pro"),  # tiered
     ("openai", "house-model"),  # no market price
+    ("openai", "gpt-audio"),  # linear, audio at its own rates
+    ("anthropic", "claude-sonnet-4-6"),  # linear, web searches per search
 ]
 START = datetime(2026, 3, 2, 9, 59, 58, 999_999, tzinfo=UTC)
 
@@ -65,6 +67,7 @@ def varied_events(count: int, seed: int = 3) -> list[UsageEvent]:
         input_tokens = rng.choice([0, 1, rng.randint(2, 5_000), rng.randint(150_000, 400_000)])
         cached = rng.randint(0, input_tokens // 2)
         written = rng.randint(0, (input_tokens - cached) // 2)
+        audio = rng.randint(0, input_tokens - cached - written) if i % 3 else 0
         output_tokens = rng.randint(0, 9_000)
         streamed = rng.random() < 0.5
         event_id = UsageEvent.new_id()
@@ -96,6 +99,10 @@ def varied_events(count: int, seed: int = 3) -> list[UsageEvent]:
                 cache_creation_input_tokens=written,
                 cache_creation_1h_input_tokens=written // 3 if i % 2 else 0,
                 reasoning_tokens=rng.randint(0, output_tokens),
+                input_audio_tokens=audio,
+                output_audio_tokens=rng.randint(0, output_tokens) if i % 3 else 0,
+                web_search_requests=rng.choice([0, 0, 1, 7]),
+                zero_data_retention=i % 4 == 1,
                 raw_usage=json.dumps({"prompt_tokens": input_tokens, "note": "ü"}),
             )
         )

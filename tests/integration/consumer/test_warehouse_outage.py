@@ -34,7 +34,7 @@ from tests.support.events import million_token_event as event
 
 pytestmark = [pytest.mark.kafka, pytest.mark.clickhouse]
 
-RATES = PerMillionRates(
+RATES = PerMillionRates.text(
     input=Decimal("2.5"),
     output=Decimal("10"),
     cache_read=Decimal("1.25"),

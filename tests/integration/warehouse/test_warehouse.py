@@ -26,6 +26,9 @@ RATES = PerMillionRates(
     cache_read=Decimal("0.3"),
     cache_write=Decimal("3.75"),
     cache_write_1h=Decimal("6"),
+    input_audio=Decimal("40"),
+    output_audio=Decimal("80"),
+    web_search=Decimal("10000"),
 )
 
 

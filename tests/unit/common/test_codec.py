@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 from pathlib import Path
@@ -9,6 +10,7 @@ import pytest
 from meterline.common.codec import MARKER, DecodeError, UsageEventCodec, load_schemas, schema_dir
 from meterline.common.events import UsageEvent
 
+V2_FINGERPRINT = "2698923f7e43c947"
 EXAMPLES = sorted((Path(__file__).resolve().parents[3] / "schemas" / "examples").glob("*.json"))
 
 
@@ -32,13 +34,44 @@ def test_there_are_awkward_examples() -> None:
     assert len(EXAMPLES) >= 6
 
 
-def test_header_carries_the_crc64_avro_fingerprint_of_v1() -> None:
-    v1 = load_schemas()[0]
-    assert v1.version == 1
+def test_header_carries_the_crc64_avro_fingerprint_of_the_newest_schema() -> None:
+    v1, v2 = load_schemas()
+    assert (v1.version, v2.version) == (1, 2)
     data = UsageEventCodec().encode(_event(EXAMPLES[0]))
-    assert data[2:10] == v1.fingerprint
-    # The fingerprint of the canonical form is fixed once v1 is released.
+    assert data[2:10] == v2.fingerprint
+    # A released schema's canonical form, and so its fingerprint, never changes.
     assert v1.fingerprint.hex() == "15d10fcf04a7cd73"
+    assert v2.fingerprint.hex() == V2_FINGERPRINT
+
+
+def test_a_v1_event_still_decodes_with_the_v2_fields_at_their_defaults() -> None:
+    event = _event(EXAMPLES[0])
+    old = UsageEventCodec(writer_version=1).encode(event)
+    assert old[2:10] == load_schemas()[0].fingerprint
+    decoded = UsageEventCodec().decode(old)
+    assert (
+        decoded.input_audio_tokens,
+        decoded.output_audio_tokens,
+        decoded.web_search_requests,
+        decoded.zero_data_retention,
+    ) == (0, 0, 0, False)
+    assert decoded.input_tokens == event.input_tokens
+    assert decoded.raw_usage == event.raw_usage
+
+
+def test_the_v2_fields_round_trip() -> None:
+    event = dataclasses.replace(
+        _event(EXAMPLES[0]),
+        input_tokens=5_000,
+        cached_input_tokens=0,
+        cache_creation_input_tokens=0,
+        cache_creation_1h_input_tokens=0,
+        input_audio_tokens=1_200,
+        output_audio_tokens=3,
+        web_search_requests=4,
+        zero_data_retention=True,
+    )
+    assert UsageEventCodec().decode(UsageEventCodec().encode(event)) == event
 
 
 @pytest.mark.parametrize(
@@ -68,25 +101,25 @@ def test_trailing_bytes_are_refused() -> None:
         codec.decode(data + b"\x00")
 
 
-def test_a_v2_schema_with_an_added_field_is_read_alongside_v1(tmp_path: Path) -> None:
+def test_a_later_schema_with_an_added_field_is_read_alongside_v2(tmp_path: Path) -> None:
     """Avro evolution: a newer producer adds a field with a default; a consumer that knows
-    both versions reads old and new messages, and a consumer that knows only v1 refuses
-    the v2 fingerprint (instead of misreading it)."""
-    source = schema_dir() / "usage_event.v1.avsc"
-    (tmp_path / "usage_event.v1.avsc").write_text(source.read_text())
-    v2 = json.loads(source.read_text())
-    v2["fields"].append({"name": "region", "type": "string", "default": "unknown"})
-    (tmp_path / "usage_event.v2.avsc").write_text(json.dumps(v2))
+    both versions reads old and new messages, and a consumer that knows only the older
+    ones refuses the new fingerprint (instead of misreading it)."""
+    source = schema_dir() / "usage_event.v2.avsc"
+    (tmp_path / "usage_event.v2.avsc").write_text(source.read_text())
+    v3 = json.loads(source.read_text())
+    v3["fields"].append({"name": "region", "type": "string", "default": "unknown"})
+    (tmp_path / "usage_event.v3.avsc").write_text(json.dumps(v3))
 
     both = load_schemas(tmp_path)
-    v1_writer = UsageEventCodec(both, writer_version=1)
-    v2_writer = UsageEventCodec(both, writer_version=2)
+    older_writer = UsageEventCodec(both, writer_version=2)
+    newer_writer = UsageEventCodec(both, writer_version=3)
     reader = UsageEventCodec(both)
     event = _event(EXAMPLES[0])
 
-    old = v1_writer.encode(event)
+    old = older_writer.encode(event)
     record = event.to_record() | {"region": "eu-west"}
-    new = v2_writer.encode_record(record)
+    new = newer_writer.encode_record(record)
     assert old[2:10] != new[2:10]
     assert reader.decode_record(old)["region"] == "unknown"
     assert reader.decode_record(new)["region"] == "eu-west"

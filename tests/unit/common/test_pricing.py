@@ -148,9 +148,9 @@ def test_team_rates_charge_what_team_cost_charges(
     credential_type: str, override: PriceOverride | None, market_known: bool
 ) -> None:
     market = PerMillionRates(
-        Decimal("2.5"), Decimal("10"), Decimal("1.25"), Decimal("3.125"), Decimal("5")
+        *map(Decimal, ("2.5", "10", "1.25", "3.125", "5", "40", "80", "10000"))
     )
-    tokens = TokenCounts(123_457, 8_765, 20_000, 3_000, 1_000, 400)
+    tokens = TokenCounts(123_457, 8_765, 20_000, 3_000, 1_000, 400, 5_000, 700, 3)
     market_cost = market.cost(tokens) if market_known else None
     rates = team_rates(market if market_known else None, credential_type, override)
     expected = team_cost(market_cost, tokens, credential_type, override)

@@ -18,11 +18,11 @@ from meterline.common.codec import HEADER_LENGTH, UsageEventCodec
 from meterline.common.events import EventValidationError, UsageEvent
 from meterline.common.pricing import (
     TOKEN_FIELDS,
-    TOKEN_KINDS,
-    TOKENS_BY_KIND_SQL,
+    USAGE_BY_KIND_SQL,
+    USAGE_KINDS,
     PerMillionRates,
     TokenCounts,
-    tokens_by_kind,
+    usage_by_kind,
 )
 from meterline.common.usage_row import (
     CHECKS,
@@ -63,6 +63,10 @@ def event(**overrides: Any) -> UsageEvent:
         "cache_creation_input_tokens": 200,
         "cache_creation_1h_input_tokens": 50,
         "reasoning_tokens": 100,
+        "input_audio_tokens": 150,
+        "output_audio_tokens": 60,
+        "web_search_requests": 2,
+        "zero_data_retention": True,
         "time_to_first_token_ms": 80,
         "user_id": "user-1",
         "tags": ["b", "a", "b"],
@@ -86,9 +90,12 @@ GOOD = [
         cached_input_tokens=400,
         cache_creation_input_tokens=200,
         cache_creation_1h_input_tokens=200,
+        input_audio_tokens=0,
         output_tokens=100,
         reasoning_tokens=100,
+        output_audio_tokens=100,
     ),
+    event(input_tokens=400, cached_input_tokens=150, input_audio_tokens=50),
     event(
         input_tokens=0,
         output_tokens=0,
@@ -96,6 +103,10 @@ GOOD = [
         cache_creation_input_tokens=0,
         cache_creation_1h_input_tokens=0,
         reasoning_tokens=0,
+        input_audio_tokens=0,
+        output_audio_tokens=0,
+        web_search_requests=0,
+        zero_data_retention=False,
     ),
     event(tags=[f"{i}" * MAX_TAG_LENGTH for i in range(MAX_TAGS)]),
     event(tags=["é" * MAX_TAG_LENGTH], user_id="ユ" * MAX_USER_LENGTH),
@@ -136,6 +147,9 @@ BAD = [
     (event(cache_creation_input_tokens=-1), "cache_creation_input_tokens is negative"),
     (event(cache_creation_1h_input_tokens=-1), "cache_creation_1h_input_tokens is negative"),
     (event(reasoning_tokens=-1), "reasoning_tokens is negative"),
+    (event(input_audio_tokens=-1), "input_audio_tokens is negative"),
+    (event(output_audio_tokens=-1), "output_audio_tokens is negative"),
+    (event(web_search_requests=-1), "web_search_requests is negative"),
     (event(duration_ms=MAX_UINT32 + 1), "duration_ms exceeds 4294967295"),
     (event(time_to_first_token_ms=-1), "time_to_first_token_ms is not 0..4294967295"),
     (
@@ -145,9 +159,16 @@ BAD = [
     (event(http_status=-1), "http_status is not 0..65535"),
     (event(http_status=65536), "http_status is not 0..65535"),
     (
-        event(cached_input_tokens=801),
-        "cached_input_tokens + cache_creation_input_tokens exceed input_tokens",
+        event(cached_input_tokens=651),
+        "cached_input_tokens + cache_creation_input_tokens + input_audio_tokens"
+        " exceed input_tokens",
     ),
+    (
+        event(input_audio_tokens=401),
+        "cached_input_tokens + cache_creation_input_tokens + input_audio_tokens"
+        " exceed input_tokens",
+    ),
+    (event(output_audio_tokens=301), "output_audio_tokens exceed output_tokens"),
     (
         event(cache_creation_1h_input_tokens=201),
         "cache_creation_1h_input_tokens exceed cache_creation_input_tokens",
@@ -197,8 +218,8 @@ def test_the_description_matches_the_event_the_costs_and_the_prices() -> None:
     assert {field.name for field in dataclasses.fields(UsageEvent)} <= set(event_columns)
     assert tuple(field.name for field in dataclasses.fields(Costs)) == PRICE_COLUMNS
     assert set(TOKEN_FIELDS) <= set(RAW_COLUMNS)
-    assert tuple(TOKENS_BY_KIND_SQL) == TOKEN_KINDS
-    assert {field.name for field in dataclasses.fields(PerMillionRates)} == set(TOKEN_KINDS)
+    assert tuple(USAGE_BY_KIND_SQL) == USAGE_KINDS
+    assert {field.name for field in dataclasses.fields(PerMillionRates)} == set(USAGE_KINDS)
 
 
 def test_the_row_is_the_event_and_its_costs_column_for_column() -> None:
@@ -289,6 +310,8 @@ def test_text_that_is_not_utf8_fails_the_sql_as_python_refuses_it(clickhouse: Cl
 
 
 def test_the_token_kinds_count_every_token_once() -> None:
-    tokens = TokenCounts(1_000, 300, 400, 200, 50, 100)
-    assert tokens_by_kind(tokens) == (400, 400, 150, 50, 300)
-    assert sum(tokens_by_kind(tokens)) == tokens.input_tokens + tokens.output_tokens
+    tokens = TokenCounts(1_000, 300, 400, 200, 50, 100, 150, 60, 2)
+    assert usage_by_kind(tokens) == (250, 400, 150, 50, 150, 240, 60, 2)
+    *token_kinds, searches = usage_by_kind(tokens)
+    assert sum(token_kinds) == tokens.input_tokens + tokens.output_tokens
+    assert searches == tokens.web_search_requests
