@@ -39,6 +39,8 @@ class RequestRecord:
     """perf_counter at the start: durations from the wall clock would jump with NTP."""
     event_id: str = field(default_factory=UsageEvent.new_id)
     first_token_at: float | None = None
+    zero_data_retention: bool = False
+    """Whether the provider that answered is configured as keeping no data."""
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
@@ -85,6 +87,10 @@ class RequestRecord:
             cache_creation_input_tokens=usage.cache_creation_input_tokens,
             cache_creation_1h_input_tokens=usage.cache_creation_1h_input_tokens,
             reasoning_tokens=usage.reasoning_tokens,
+            input_audio_tokens=usage.input_audio_tokens,
+            output_audio_tokens=usage.output_audio_tokens,
+            web_search_requests=usage.web_search_requests,
+            zero_data_retention=self.zero_data_retention,
             raw_usage=usage.raw,
         )
 

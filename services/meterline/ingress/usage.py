@@ -12,6 +12,9 @@ carried, with the reason). How the counts fit together:
   the sum of the three; ``cache_creation.ephemeral_1h_input_tokens`` are the 1-hour writes,
   and the 5-minute ones the rest of ``cache_creation_input_tokens``: the two kinds are
   priced differently. Thinking tokens are part of ``output_tokens``.
+- Audio (OpenAI's ``audio_tokens`` details) is a part of the prompt or the completion, as
+  the event counts it, with prices of its own. Web searches (Anthropic's
+  ``server_tool_use.web_search_requests``) are counted per search.
 
 The provider's usage object is kept verbatim as JSON so prices can be recomputed later.
 """
@@ -34,16 +37,14 @@ CHAT_COMPLETIONS_FIELDS: Final = {
     "prompt_tokens_details.cache_write_tokens": "cache_creation_input_tokens",
     "completion_tokens": "output_tokens",
     "completion_tokens_details.reasoning_tokens": "reasoning_tokens",
+    "prompt_tokens_details.audio_tokens": "input_audio_tokens",
+    "completion_tokens_details.audio_tokens": "output_audio_tokens",
 }
 CHAT_COMPLETIONS_NOT_CARRIED: Final = {
     "total_tokens": "the sum of prompt_tokens and completion_tokens",
     "prompt_tokens_details.text_tokens": "a part of prompt_tokens, priced as input",
     "prompt_tokens_details.image_tokens": "a part of prompt_tokens, priced as input",
-    "prompt_tokens_details.audio_tokens": "a part of prompt_tokens; audio input has a price "
-    "of its own, which the event does not carry yet: priced as text input",
     "completion_tokens_details.text_tokens": "a part of completion_tokens, priced as output",
-    "completion_tokens_details.audio_tokens": "a part of completion_tokens; audio output has "
-    "a price of its own, which the event does not carry yet: priced as text output",
     "completion_tokens_details.accepted_prediction_tokens": "a part of completion_tokens, "
     "billed as output",
     "completion_tokens_details.rejected_prediction_tokens": "a part of completion_tokens, "
@@ -71,10 +72,9 @@ MESSAGES_FIELDS: Final = {
     "cache_creation.ephemeral_1h_input_tokens": "cache_creation_1h_input_tokens",
     "output_tokens": "output_tokens",
     "output_tokens_details.thinking_tokens": "reasoning_tokens",
+    "server_tool_use.web_search_requests": "web_search_requests",
 }
 MESSAGES_NOT_CARRIED: Final = {
-    "server_tool_use.web_search_requests": "billed per search, not per token: the event "
-    "does not carry it yet",
     "server_tool_use.web_fetch_requests": "web fetches are billed as the tokens they add "
     "to the input, which input_tokens counts",
 }
@@ -88,6 +88,9 @@ class Usage:
     cache_creation_input_tokens: int = 0
     cache_creation_1h_input_tokens: int = 0
     reasoning_tokens: int = 0
+    input_audio_tokens: int = 0
+    output_audio_tokens: int = 0
+    web_search_requests: int = 0
     raw: str = "{}"
 
 
@@ -107,12 +110,18 @@ def from_openai_usage(usage: object) -> Usage | None:
     cached = min(_count(_detail(usage, "prompt_tokens_details", "cached_tokens")), input_tokens)
     written = _count(_detail(usage, "prompt_tokens_details", "cache_write_tokens"))
     reasoning = _count(_detail(usage, "completion_tokens_details", "reasoning_tokens"))
+    audio_in = _count(_detail(usage, "prompt_tokens_details", "audio_tokens"))
+    audio_out = _count(_detail(usage, "completion_tokens_details", "audio_tokens"))
+    written = min(written, input_tokens - cached)
     return Usage(
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         cached_input_tokens=cached,
-        cache_creation_input_tokens=min(written, input_tokens - cached),
+        cache_creation_input_tokens=written,
         reasoning_tokens=min(reasoning, output_tokens),
+        # OpenAI reports no cached audio on this wire: audio is taken as uncached input.
+        input_audio_tokens=min(audio_in, input_tokens - cached - written),
+        output_audio_tokens=min(audio_out, output_tokens),
         raw=_raw(usage),
     )
 
@@ -155,6 +164,7 @@ def from_anthropic_usage(usage: object) -> Usage | None:
         cache_creation_input_tokens=written,
         cache_creation_1h_input_tokens=min(split_1h, written),
         reasoning_tokens=min(thinking, output_tokens),
+        web_search_requests=_count(_detail(usage, "server_tool_use", "web_search_requests")),
         raw=_raw(usage),
     )
 

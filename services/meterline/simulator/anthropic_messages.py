@@ -36,6 +36,7 @@ from meterline.simulator.usage import (
     plain_text,
     plan,
     split_text,
+    web_search_limit,
 )
 
 TOOL_TRIGGER = "call a tool"
@@ -56,6 +57,11 @@ def usage_body(result: Plan) -> dict[str, Any]:
     if result.reasoning_tokens:
         # Part of output_tokens, as the API reports it for models that think.
         usage["output_tokens_details"] = {"thinking_tokens": result.reasoning_tokens}
+    if result.web_search_requests:
+        usage["server_tool_use"] = {
+            "web_search_requests": result.web_search_requests,
+            "web_fetch_requests": 0,
+        }
     return usage
 
 
@@ -165,6 +171,7 @@ async def messages(request: Request) -> Response:
         max_tokens=cap,
         cache_hint=sum(breakpoints) > 0,
         cache_write_ttls=breakpoints,
+        web_searches_allowed=web_search_limit(body.get("tools")),
         stop_sequences=[s for s in stop_sequences if isinstance(s, str)]
         if isinstance(stop_sequences, list)
         else [],

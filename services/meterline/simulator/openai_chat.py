@@ -24,6 +24,7 @@ from meterline.simulator.common import (
 from meterline.simulator.usage import (
     Plan,
     Prompt,
+    audio_parts,
     compact_json,
     measure,
     openai_cache_writes,
@@ -36,7 +37,10 @@ TOOL_TRIGGER = "call a tool"
 
 
 def usage_body(result: Plan) -> dict[str, Any]:
-    prompt_details: dict[str, Any] = {"cached_tokens": result.cache_read_tokens, "audio_tokens": 0}
+    prompt_details: dict[str, Any] = {
+        "cached_tokens": result.cache_read_tokens,
+        "audio_tokens": result.input_audio_tokens,
+    }
     if result.cache_write_tokens:
         prompt_details["cache_write_tokens"] = result.cache_write_tokens
     return {
@@ -46,7 +50,7 @@ def usage_body(result: Plan) -> dict[str, Any]:
         "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {
             "reasoning_tokens": result.reasoning_tokens,
-            "audio_tokens": 0,
+            "audio_tokens": result.output_audio_tokens,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
         },
@@ -105,12 +109,13 @@ async def chat_completions(request: Request) -> Response:
         chars += len(compact_json(tools))
     result = plan(
         body,
-        Prompt(chars=chars, messages=len(messages), images=images),
+        Prompt(chars=chars, messages=len(messages), images=images, audio=audio_parts(messages)),
         model=model,
         max_tokens=cap,
         cache_hint="prompt_cache_key" in body,
         cache_write_ttls=openai_cache_writes(model),
         stop_sequences=_stop_sequences(body.get("stop")),
+        audio_output=isinstance(body.get("modalities"), list) and "audio" in body["modalities"],
     )
     tool_call = _tool_call(messages, tools)
     if tool_call is not None:

@@ -7,11 +7,12 @@ processes (``hashlib``, never ``hash()``).
 The rules, for all three wire formats:
 
 * **Prompt tokens** (the whole prompt, cache reads and writes included)
-  ``= ceil(chars / 4) + 8 * messages + 85 * images``, where ``chars`` counts every text
-  string of the prompt (message text parts, tool-call arguments, tool results, the system
+  ``= ceil(chars / 4) + 8 * messages + 85 * images + 200 * audio``, where ``chars`` counts
+  every text string of the prompt (message text parts, tool-call arguments, tool results, the system
   prompt / instructions) plus the compact JSON of the ``tools`` definitions, ``messages`` is
-  the number of input messages (the system prompt / instructions count as one), and
-  ``images`` the number of image parts.
+  the number of input messages (the system prompt / instructions count as one), ``images``
+  the number of image parts and ``audio`` the number of ``input_audio`` parts (Chat
+  Completions), whose 200 tokens each are reported as ``prompt_tokens_details.audio_tokens``.
 * **Digest**: SHA-256 of the request body as canonical JSON (sorted keys), leaving out the
   fields that only shape delivery: ``stream``, ``stream_options``, the max-token fields and
   the stop sequences. So a streamed and a non-streamed request, or the same request with a
@@ -26,9 +27,16 @@ The rules, for all three wire formats:
 * **Reply text**: one word per visible output token, taken from a fixed word stream at an
   offset chosen by the digest. If a stop sequence occurs in it, the text is cut there and the
   output tokens shrink to the words kept (plus reasoning).
+* **Audio output**: a Chat Completions request whose ``modalities`` include ``"audio"`` gets
+  its visible output as audio: ``completion_tokens_details.audio_tokens`` = output -
+  reasoning.
+* **Web searches**: a Messages request with a ``web_search_*`` server tool reports
+  ``server_tool_use.web_search_requests = 1 + digest[7] % 3``, at most the tool's
+  ``max_uses``.
 * **Cache reads**: prompts of at least 1024 tokens read the largest multiple of 128 that is
-  at most half the prompt. A cache hint (OpenAI ``prompt_cache_key``, any Anthropic
-  ``cache_control``) forces the effect for any size: half the prompt, rounded down.
+  at most half the prompt's text (audio is never cached). A cache hint (OpenAI
+  ``prompt_cache_key``, any Anthropic ``cache_control``) forces the effect for any size:
+  half the text, rounded down.
 * **Cache writes**: when ``digest[5]`` is even, the cached share is reported as written
   instead of read. On Anthropic only with ``cache_control``, split between the 5-minute and
   1-hour buckets in proportion to the ``cache_control`` breakpoints with ``ttl: "1h"``; on
@@ -47,6 +55,8 @@ from typing import Any
 CHARS_PER_TOKEN = 4
 TOKENS_PER_MESSAGE = 8
 TOKENS_PER_IMAGE = 85
+TOKENS_PER_AUDIO = 200
+MAX_WEB_SEARCHES = 3
 MIN_OUTPUT_TOKENS = 5
 MAX_OUTPUT_TOKENS = 200
 CACHE_MIN_PROMPT_TOKENS = 1024
@@ -101,6 +111,11 @@ class Prompt:
     chars: int = 0
     messages: int = 0
     images: int = 0
+    audio: int = 0
+
+    @property
+    def audio_tokens(self) -> int:
+        return TOKENS_PER_AUDIO * self.audio
 
     @property
     def tokens(self) -> int:
@@ -108,6 +123,7 @@ class Prompt:
             -(-self.chars // CHARS_PER_TOKEN)
             + TOKENS_PER_MESSAGE * self.messages
             + TOKENS_PER_IMAGE * self.images
+            + self.audio_tokens
         )
 
 
@@ -124,6 +140,9 @@ class Plan:
     text: str
     truncated: bool  # stopped by the max-token cap
     stop_sequence: str | None  # stopped by this stop sequence
+    input_audio_tokens: int = 0  # part of prompt_tokens, never cached
+    output_audio_tokens: int = 0  # part of output_tokens
+    web_search_requests: int = 0
 
     @property
     def cache_write_tokens(self) -> int:
@@ -182,6 +201,31 @@ def request_digest(body: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
+def audio_parts(messages: object) -> int:
+    """The ``input_audio`` parts of Chat Completions messages."""
+    if not isinstance(messages, list):
+        return 0
+    return sum(
+        1
+        for message in messages
+        if isinstance(message, dict) and isinstance(message.get("content"), list)
+        for part in message["content"]
+        if isinstance(part, dict) and part.get("type") == "input_audio"
+    )
+
+
+def web_search_limit(tools: object) -> int | None:
+    """The most searches a Messages request's ``web_search_*`` server tool allows; None
+    without one."""
+    if not isinstance(tools, list):
+        return None
+    for tool in tools:
+        if isinstance(tool, dict) and str(tool.get("type", "")).startswith("web_search"):
+            uses = tool.get("max_uses")
+            return uses if isinstance(uses, int) and uses > 0 else MAX_WEB_SEARCHES
+    return None
+
+
 def openai_cache_writes(model: str) -> tuple[int, int] | None:
     """``plan``'s ``cache_write_ttls`` for an OpenAI model: one kind of write, or none."""
     lowered = model.lower()
@@ -209,6 +253,8 @@ def plan(
     cache_hint: bool = False,
     cache_write_ttls: tuple[int, int] | None = None,
     stop_sequences: Sequence[str] = (),
+    audio_output: bool = False,
+    web_searches_allowed: int | None = None,
 ) -> Plan:
     """Apply the module's rules to one request.
 
@@ -241,10 +287,11 @@ def plan(
         output = reasoning + max(1, len(text.split()))
         truncated = False
 
+    text_tokens = prompt_tokens - prompt.audio_tokens
     if cache_hint:
-        cached = prompt_tokens // 2
-    elif prompt_tokens >= CACHE_MIN_PROMPT_TOKENS:
-        cached = prompt_tokens // 2 // CACHE_BLOCK_TOKENS * CACHE_BLOCK_TOKENS
+        cached = text_tokens // 2
+    elif text_tokens >= CACHE_MIN_PROMPT_TOKENS:
+        cached = text_tokens // 2 // CACHE_BLOCK_TOKENS * CACHE_BLOCK_TOKENS
     else:
         cached = 0
     read = write_5m = write_1h = 0
@@ -265,6 +312,11 @@ def plan(
         text=text,
         truncated=truncated,
         stop_sequence=hit,
+        input_audio_tokens=prompt.audio_tokens,
+        output_audio_tokens=output - reasoning if audio_output else 0,
+        web_search_requests=0
+        if web_searches_allowed is None
+        else min(1 + digest[7] % MAX_WEB_SEARCHES, web_searches_allowed),
     )
 
 

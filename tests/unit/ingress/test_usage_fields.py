@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import typing
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import genai_prices
@@ -17,6 +18,7 @@ from openai.types import CompletionUsage
 from openai.types.responses import ResponseUsage
 from pydantic import BaseModel
 
+from meterline.common.pricing import TOKEN_FIELDS, GenaiPrices, TokenCounts
 from meterline.ingress.usage import (
     CHAT_COMPLETIONS_FIELDS,
     CHAT_COMPLETIONS_NOT_CARRIED,
@@ -101,12 +103,15 @@ def test_each_carried_field_moves_the_event_field_it_names(wire: str, path: str)
     assert getattr(after, target) == getattr(before, target) + 7, (path, target)
 
 
-# Provider answers as they come, with what genai-prices reads from them.
-CORPUS: list[tuple[str, str, dict[str, Any]]] = [
-    ("openai", "chat", {"prompt_tokens": 11, "completion_tokens": 5}),
+# Provider answers as they come, each for a model whose price uses what it reports: cache
+# reads and writes (with Anthropic's lifetimes, and OpenAI's lifetimes genai-prices does not
+# price either), reasoning, audio, web searches, and long-context tiers.
+CORPUS: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("openai", "chat", "gpt-4o", {"prompt_tokens": 11, "completion_tokens": 5}),
     (
         "openai",
         "chat",
+        "gpt-5.6-luna",
         {
             "prompt_tokens": 2100,
             "completion_tokens": 300,
@@ -114,9 +119,31 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
             "completion_tokens_details": {"reasoning_tokens": 256},
         },
     ),
+    (  # the long-context tier: the whole prompt is priced at the higher rates
+        "openai",
+        "chat",
+        "gpt-5.6-luna",
+        {
+            "prompt_tokens": 300_000,
+            "completion_tokens": 2_000,
+            "prompt_tokens_details": {"cached_tokens": 100_000, "cache_write_tokens": 150_000},
+        },
+    ),
+    (
+        "openai",
+        "chat",
+        "gpt-audio",
+        {
+            "prompt_tokens": 2100,
+            "completion_tokens": 900,
+            "prompt_tokens_details": {"audio_tokens": 1600, "text_tokens": 500},
+            "completion_tokens_details": {"audio_tokens": 780, "text_tokens": 120},
+        },
+    ),
     (
         "openai",
         "responses",
+        "gpt-5",
         {
             "input_tokens": 5000,
             "input_tokens_details": {"cached_tokens": 4096},
@@ -125,8 +152,24 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     (
+        "openai",
+        "responses",
+        "gpt-5.6-sol",
+        {
+            "input_tokens": 9000,
+            "input_tokens_details": {
+                "cached_tokens": 1024,
+                "cache_write_tokens": 6000,
+                "cache_write_tokens_details": {"ttl_30m_tokens": 4000, "ttl_12h_tokens": 2000},
+            },
+            "output_tokens": 700,
+            "output_tokens_details": {"reasoning_tokens": 512},
+        },
+    ),
+    (
         "anthropic",
         "default",
+        "claude-sonnet-4-6",
         {
             "input_tokens": 100,
             "cache_read_input_tokens": 50,
@@ -135,28 +178,86 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
             "output_tokens": 20,
         },
     ),
-    ("anthropic", "default", {"input_tokens": 250_000, "output_tokens": 4000}),  # long context
+    (  # long context
+        "anthropic",
+        "default",
+        "claude-sonnet-4-5",
+        {"input_tokens": 250_000, "output_tokens": 4000},
+    ),
+    (
+        "anthropic",
+        "default",
+        "claude-sonnet-4-6",
+        {
+            "input_tokens": 12_400,
+            "output_tokens": 650,
+            "output_tokens_details": {"thinking_tokens": 400},
+            "server_tool_use": {"web_search_requests": 3, "web_fetch_requests": 1},
+        },
+    ),
+    (  # tiered, with cache writes of both lifetimes and searches
+        "anthropic",
+        "default",
+        "claude-haiku-5-5",
+        {
+            "input_tokens": 150_000,
+            "cache_read_input_tokens": 20_000,
+            "cache_creation_input_tokens": 5_000,
+            "cache_creation": {
+                "ephemeral_5m_input_tokens": 1_000,
+                "ephemeral_1h_input_tokens": 4_000,
+            },
+            "output_tokens": 3_000,
+            "server_tool_use": {"web_search_requests": 2},
+        },
+    ),
 ]
+AT = datetime(2026, 11, 20, 12, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("provider", "flavor", "usage"), CORPUS)
+def ours(provider: str, flavor: str, usage: dict[str, Any]) -> Usage:
+    if provider == "anthropic":
+        found = from_anthropic_usage(usage)
+    elif flavor == "responses":
+        found = from_responses_usage(usage)
+    else:
+        found = from_openai_usage(usage)
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize(("provider", "flavor", "model", "usage"), CORPUS)
 def test_the_gateway_reads_usage_as_genai_prices_does(
-    provider: str, flavor: str, usage: dict[str, Any]
+    provider: str, flavor: str, model: str, usage: dict[str, Any]
 ) -> None:
-    model = "gpt-4o" if provider == "openai" else "claude-sonnet-4-5"
     extracted = genai_prices.extract_usage(
         {"model": model, "usage": usage}, provider_id=provider, api_flavor=flavor
     ).usage
-    if provider == "anthropic":
-        ours = from_anthropic_usage(usage)
-    elif flavor == "responses":
-        ours = from_responses_usage(usage)
-    else:
-        ours = from_openai_usage(usage)
-    assert ours is not None
-    assert ours.input_tokens == (extracted.input_tokens or 0)
-    assert ours.output_tokens == (extracted.output_tokens or 0)
-    assert ours.cached_input_tokens == (extracted.cache_read_tokens or 0)
-    assert ours.cache_creation_input_tokens == (extracted.cache_write_tokens or 0)
-    assert ours.cache_creation_1h_input_tokens == (extracted.cache_write_1h_tokens or 0)
-    assert ours.reasoning_tokens == (extracted.output_reasoning_tokens or 0)
+    read = ours(provider, flavor, usage)
+    assert read.input_tokens == (extracted.input_tokens or 0)
+    assert read.output_tokens == (extracted.output_tokens or 0)
+    assert read.cached_input_tokens == (extracted.cache_read_tokens or 0)
+    assert read.cache_creation_input_tokens == (extracted.cache_write_tokens or 0)
+    assert read.cache_creation_1h_input_tokens == (extracted.cache_write_1h_tokens or 0)
+    assert read.reasoning_tokens == (extracted.output_reasoning_tokens or 0)
+    assert read.input_audio_tokens == (extracted.input_audio_tokens or 0)
+    assert read.output_audio_tokens == (extracted.output_audio_tokens or 0)
+    assert read.web_search_requests == (extracted.web_searches or 0)
+
+
+@pytest.mark.parametrize(("provider", "flavor", "model", "usage"), CORPUS)
+def test_the_event_is_priced_as_genai_prices_prices_the_answer(
+    provider: str, flavor: str, model: str, usage: dict[str, Any]
+) -> None:
+    expected = genai_prices.calc_price(
+        genai_prices.extract_usage(
+            {"model": model, "usage": usage}, provider_id=provider, api_flavor=flavor
+        ).usage,
+        model_ref=model,
+        provider_id=provider,
+        genai_request_timestamp=AT,
+    ).total_price
+    read = ours(provider, flavor, usage)
+    counts = TokenCounts(*(getattr(read, name) for name in TOKEN_FIELDS))
+    assert GenaiPrices().market_cost(provider, model, AT, counts) == expected
+    assert expected > 0
