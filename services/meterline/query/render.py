@@ -86,4 +86,6 @@ def _csv_cell(value: Any) -> str:
         return ""
     if isinstance(value, Decimal):
         return decimal_text(value)
+    if isinstance(value, bool):
+        return _bool(value)  # as in JSON, not Python's "True"
     return str(value)

@@ -20,7 +20,15 @@ import httpx
 from meterline.query.render import to_csv, to_json
 from meterline.query.report_query import METRICS
 
-_FILTERS = ("user_id", "model", "provider", "api_key_name", "credential_type", "tags")
+_FILTERS = (
+    "user_id",
+    "model",
+    "provider",
+    "api_key_name",
+    "credential_type",
+    "zero_data_retention",
+    "tags",
+)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -57,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-by",
         default="day",
         help="what a row is: day, user, model, provider, tag, credential_type, api_key_name, "
-        "or several joined by commas (day,user); default %(default)s",
+        "zero_data_retention, or several joined by commas (day,user); default %(default)s",
     )
     option(
         "--date-part",
@@ -69,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     option("--provider", help="only this provider")
     option("--api-key-name", help="only requests made with this gateway key's name")
     option("--credential-type", choices=("byok", "system"), help="only this kind of credential")
+    option(
+        "--zero-data-retention",
+        choices=("true", "false"),
+        help="only requests served (true) or not served (false) by a provider configured "
+        "as keeping no data",
+    )
     option("--tags", help="only requests with these tags, comma-separated")
     option(
         "--tags-match",
@@ -151,6 +165,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
     return str(value)
 
 

@@ -16,7 +16,16 @@ from zoneinfo import available_timezones
 
 from meterline.query.errors import BadParameter
 
-Dimension = Literal["day", "user", "model", "provider", "tag", "credential_type", "api_key_name"]
+Dimension = Literal[
+    "day",
+    "user",
+    "model",
+    "provider",
+    "tag",
+    "credential_type",
+    "api_key_name",
+    "zero_data_retention",
+]
 DatePart = Literal["day", "hour", "week", "month"]
 Direction = Literal["asc", "desc"]
 
@@ -57,6 +66,7 @@ _SINGLE: Final = frozenset(
         "provider",
         "api_key_name",
         "credential_type",
+        "zero_data_retention",
         "tags_match",
         "timezone",
         "limit",
@@ -82,6 +92,8 @@ class ReportQuery:
     provider: str | None = None
     api_key_name: str | None = None
     credential_type: Literal["byok", "system"] | None = None
+    zero_data_retention: bool | None = None
+    """Only requests served (True) or not served (False) by a zero-data-retention provider."""
     tags: tuple[str, ...] = ()
     tags_match: Literal["any", "all"] = "any"
     timezone: str = "UTC"
@@ -113,6 +125,7 @@ class ReportQuery:
                 self.provider,
                 self.api_key_name,
                 self.credential_type,
+                self.zero_data_retention,
                 self.tags,
                 self.tags_match,
                 self.timezone,
@@ -159,6 +172,7 @@ def parse_report_query(params: Mapping[str, Sequence[str]], max_limit: int) -> R
         credential_type=_optional_choice(
             one("credential_type"), "credential_type", ("byok", "system")
         ),
+        zero_data_retention=_boolean(one("zero_data_retention"), "zero_data_retention"),
         tags=_tags(params.get("tags")),
         tags_match=_choice(one("tags_match"), "tags_match", ("any", "all"), "any"),
         timezone=_timezone(one("timezone")),
@@ -206,6 +220,11 @@ def _optional_choice(value: str | None, name: str, allowed: tuple[T, ...]) -> T 
     if value is None or value == "":
         return None
     return _choice(value, name, allowed, allowed[0])
+
+
+def _boolean(value: str | None, name: str) -> bool | None:
+    choice = _optional_choice(value, name, ("true", "false"))
+    return None if choice is None else choice == "true"
 
 
 def _filter(value: str | None, name: str) -> str | None:

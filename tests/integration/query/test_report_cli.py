@@ -68,7 +68,7 @@ def test_help_lists_every_option_with_a_sentence() -> None:
     done = meterline("report", "--help")
     assert done.returncode == 0, done.stderr
     options = [a for a in build_parser()._actions if a.option_strings != ["-h", "--help"]]
-    assert len(options) == 18
+    assert len(options) == 19
     for action in options:
         assert action.help and len(action.help.split()) >= 3, action.option_strings
         assert action.option_strings[0] in done.stdout

@@ -70,6 +70,7 @@ class Event:
     total_cost: Decimal
     price_known: bool
     status: str = "success"
+    zero_data_retention: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,6 +109,8 @@ def make_events() -> list[Event]:
                 else (market * Decimal("0.8")).quantize(Decimal("1e-12")),
                 price_known=priced,
                 status="success" if n % 9 else "error",
+                # Mostly one provider's, but not only: the rollups must keep it apart.
+                zero_data_retention=provider == "anthropic" or n % 10 == 0,
             )
         )
     return events
@@ -143,6 +146,10 @@ def raw_row(e: Event) -> list[Any]:
         e.tokens["cache_creation_input_tokens"],
         0,
         e.tokens["reasoning_tokens"],
+        0,
+        0,
+        0,
+        e.zero_data_retention,
         e.market_cost,
         e.total_cost,
         e.price_known,
@@ -151,11 +158,21 @@ def raw_row(e: Event) -> list[Any]:
     ]
 
 
-def insert(client: Client, events: list[Event], token: str) -> None:
+# The columns migration 0008 added: a warehouse migrated to an earlier version lacks them.
+V2_COLUMNS = (
+    "input_audio_tokens",
+    "output_audio_tokens",
+    "web_search_requests",
+    "zero_data_retention",
+)
+
+
+def insert(client: Client, events: list[Event], token: str, before_v2: bool = False) -> None:
+    keep = [i for i, name in enumerate(COLUMNS) if not (before_v2 and name in V2_COLUMNS)]
     client.insert(
         "usage_events",
-        [raw_row(e) for e in events],
-        column_names=COLUMNS,
+        [[row[i] for i in keep] for row in map(raw_row, events)],
+        column_names=[COLUMNS[i] for i in keep],
         settings={
             "insert_deduplication_token": token,
             "deduplicate_blocks_in_dependent_materialized_views": 1,
@@ -291,6 +308,26 @@ GROUPINGS: dict[str, tuple[dict[str, str], list[str], Key]] = {
         ["tag", "hour"],
         lambda e: [(t, e.started_at.strftime("%Y-%m-%dT%H")) for t in e.tags],
     ),
+    "zero_data_retention": (
+        {"group_by": "zero_data_retention"},
+        ["zero_data_retention"],
+        lambda e: [(e.zero_data_retention,)],
+    ),
+    "model,zero_data_retention hourly": (
+        {"group_by": "model,zero_data_retention,day", "date_part": "hour"},
+        ["model", "zero_data_retention", "hour"],
+        lambda e: [(e.model, e.zero_data_retention, e.started_at.strftime("%Y-%m-%dT%H"))],
+    ),
+    "user,zero_data_retention": (
+        {"group_by": "user,zero_data_retention"},
+        ["user", "zero_data_retention"],
+        lambda e: [(user(e), e.zero_data_retention)],
+    ),
+    "tag,zero_data_retention": (
+        {"group_by": "tag,zero_data_retention"},
+        ["tag", "zero_data_retention"],
+        lambda e: [(t, e.zero_data_retention) for t in e.tags],
+    ),
     "model,credential_type,api_key_name": (
         {"group_by": "model,credential_type,api_key_name"},
         ["model", "credential_type", "api_key_name"],
@@ -324,6 +361,11 @@ FILTERS: dict[str, tuple[dict[str, str], Callable[[Event], bool]]] = {
         lambda e: "b" in e.tags and e.user_id == "u1",
     ),
     "nothing matches": ({"model": "no-such-model"}, lambda e: False),
+    "zero data retention": ({"zero_data_retention": "true"}, lambda e: e.zero_data_retention),
+    "no zero data retention": (
+        {"zero_data_retention": "false", "provider": "openai"},
+        lambda e: not e.zero_data_retention and e.provider == "openai",
+    ),
     # Models as requests name them, "provider/model", match the rows' model of that provider.
     "model as requested": (
         {"model": "openai/gpt-5"},
@@ -352,7 +394,7 @@ def test_unpriced_requests_are_counted_not_free(api: TestClient) -> None:
 @pytest.mark.parametrize(
     "zone", ["America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Europe/London"]
 )
-@pytest.mark.parametrize("grouping", ["day", "hour", "tag", "day,user"])
+@pytest.mark.parametrize("grouping", ["day", "hour", "tag", "day,user", "day,zero_data_retention"])
 def test_timezone_sets_day_boundaries(api: TestClient, zone: str, grouping: str) -> None:
     def local(e: Event) -> datetime:
         return e.started_at.astimezone(ZoneInfo(zone))
@@ -362,6 +404,10 @@ def test_timezone_sets_day_boundaries(api: TestClient, zone: str, grouping: str)
         "hour": (["hour"], lambda e: [(local(e).strftime("%Y-%m-%dT%H"),)]),
         "tag": (["tag"], lambda e: [(t,) for t in e.tags]),
         "day,user": (["day", "user"], lambda e: [(local(e).date().isoformat(), user(e))]),
+        "day,zero_data_retention": (
+            ["day", "zero_data_retention"],
+            lambda e: [(local(e).date().isoformat(), e.zero_data_retention)],
+        ),
     }
     fields, key = keys[grouping]
     params = {"group_by": grouping, "timezone": zone, "start_date": "2026-03-01"}
@@ -598,7 +644,12 @@ def test_migrations_twice_change_nothing(clickhouse: Client) -> None:
 
 
 @pytest.mark.parametrize(
-    ("number", "name"), [(6, "0006_usage_lean_rollups"), (7, "0007_usage_by_tag_model_daily")]
+    ("number", "name"),
+    [
+        (6, "0006_usage_lean_rollups"),
+        (7, "0007_usage_by_tag_model_daily"),
+        (8, "0008_event_schema_v2"),
+    ],
 )
 def test_later_rollups_are_filled_from_events_inserted_before_their_migration(
     clickhouse_url: str, tmp_path: Path, number: int, name: str
@@ -616,7 +667,7 @@ def test_later_rollups_are_filled_from_events_inserted_before_their_migration(
     client = connect(clickhouse_url, database)
     try:
         migrate(client, earlier)
-        insert(client, EVENTS[:120], "before")
+        insert(client, EVENTS[:120], "before", before_v2=True)
         assert name in migrate(client)
         insert(client, EVENTS[120:], "after")
         raw = raw_sums(client, "usage_events")
@@ -627,5 +678,13 @@ def test_later_rollups_are_filled_from_events_inserted_before_their_migration(
             assert raw_sums(client, table, "WHERE tag = 'c'") == raw_sums(
                 client, "usage_events", "WHERE has(tags, 'c')"
             ), table
+        if number == 8:
+            # Events from before read "not served with zero data retention"; the later
+            # ones are told apart by the rollups that keep the dimension.
+            by_zdr = "SELECT zero_data_retention, sum(request_count) FROM {} GROUP BY 1 ORDER BY 1"
+            later = sum(e.zero_data_retention for e in EVENTS[120:])
+            want = [(False, len(EVENTS) - later), (True, later)]
+            for table in ("usage_hourly", "usage_daily", "usage_by_model_daily"):
+                assert client.query(by_zdr.format(table)).result_rows == want, table
     finally:
         client.command(f"DROP DATABASE IF EXISTS {database}")

@@ -178,6 +178,14 @@ def test_a_half_hour_zone_reads_raw_events() -> None:
         ({"group_by": ("tag",), "timezone": "Asia/Tokyo"}, "usage_by_tag_hourly"),
         ({"group_by": ("tag",), "tags": ("a",), "timezone": "Asia/Tokyo"}, "usage_hourly"),
         ({"group_by": ("tag",), "timezone": "Australia/Adelaide"}, "usage_events"),
+        ({"group_by": ("zero_data_retention",)}, "usage_by_model_daily"),
+        ({"zero_data_retention": True, "date_part": "hour"}, "usage_by_model_hourly"),
+        ({"group_by": ("user",), "zero_data_retention": False}, "usage_daily"),
+        ({"group_by": ("tag",), "zero_data_retention": True}, "usage_daily"),
+        (
+            {"group_by": ("tag", "day"), "zero_data_retention": True, "date_part": "hour"},
+            "usage_hourly",
+        ),
     ],
 )
 def test_the_smallest_exact_source_is_chosen(changes: dict[str, object], table: str) -> None:

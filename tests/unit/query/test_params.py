@@ -35,6 +35,7 @@ def test_everything_given() -> None:
         provider="openai",
         api_key_name="prod",
         credential_type="system",
+        zero_data_retention="false",
         tags=["b,a", "a"],
         tags_match="all",
         timezone="Europe/Berlin",
@@ -45,6 +46,9 @@ def test_everything_given() -> None:
     assert query.group_by == ("day", "user", "tag")
     assert query.fields() == ("hour", "user", "tag")
     assert query.tags == ("a", "b")
+    assert query.zero_data_retention is False
+    assert parse(zero_data_retention="true").zero_data_retention is True
+    assert parse(group_by="zero_data_retention").fields() == ("zero_data_retention",)
     assert query.order_by == (("total_cost", "desc"), ("hour", "asc"))
     assert (query.limit, query.format, query.timezone) == (10, "csv", "Europe/Berlin")
 
@@ -61,6 +65,8 @@ def test_everything_given() -> None:
         ({"group_by": "user,user"}, "group_by"),
         ({"date_part": "minute"}, "date_part"),
         ({"credential_type": "mine"}, "credential_type"),
+        ({"zero_data_retention": "yes"}, "zero_data_retention"),
+        ({"zero_data_retention": "True"}, "zero_data_retention"),
         ({"tags": ","}, "tags"),
         ({"tags": "x" * 65}, "tags"),
         ({"tags_match": "some"}, "tags_match"),

@@ -49,8 +49,8 @@ class Source:
     grain: Grain
     dimensions: frozenset[str] = frozenset()
     """The dimension columns it keeps: ``user_id``, ``model``, ``provider``,
-    ``credential_type``, ``api_key_name``, and ``tags`` (each request's tag set) or ``tag``
-    (a row per tag)."""
+    ``credential_type``, ``api_key_name``, ``zero_data_retention``, and ``tags`` (each
+    request's tag set) or ``tag`` (a row per tag)."""
 
     @property
     def per_tag(self) -> bool:
@@ -63,9 +63,20 @@ class Source:
 
 
 _EVERYTHING: Final = frozenset(
-    {"user_id", "model", "provider", "credential_type", "api_key_name", "tags"}
+    {
+        "user_id",
+        "model",
+        "provider",
+        "credential_type",
+        "api_key_name",
+        "zero_data_retention",
+        "tags",
+    }
 )
 _MODEL: Final = frozenset({"model", "provider", "credential_type", "api_key_name"})
+# The model rollups keep zero_data_retention too (schemas/clickhouse/0008): it depends on
+# the provider, so it costs them no rows.
+_MODEL_ZDR: Final = _MODEL | {"zero_data_retention"}
 
 USAGE_DAILY: Final = Source("usage_daily", "day", _EVERYTHING)
 USAGE_HOURLY: Final = Source("usage_hourly", "hour", _EVERYTHING)
@@ -75,8 +86,8 @@ TAG_HOURLY: Final = Source("usage_by_tag_hourly", "hour", _MODEL | {"tag"})
 TAG_MODEL_DAILY: Final = Source(
     "usage_by_tag_model_daily", "day", frozenset({"model", "provider", "tag"})
 )
-MODEL_DAILY: Final = Source("usage_by_model_daily", "day", _MODEL)
-MODEL_HOURLY: Final = Source("usage_by_model_hourly", "hour", _MODEL)
+MODEL_DAILY: Final = Source("usage_by_model_daily", "day", _MODEL_ZDR)
+MODEL_HOURLY: Final = Source("usage_by_model_hourly", "hour", _MODEL_ZDR)
 USER_DAILY: Final = Source("usage_by_user_daily", "day", frozenset({"user_id"}))
 USER_MODEL_DAILY: Final = Source("usage_by_user_model_daily", "day", _MODEL | {"user_id"})
 
@@ -127,6 +138,7 @@ _COLUMN_OF: Final = {
     "provider": "provider",
     "credential_type": "credential_type",
     "api_key_name": "api_key_name",
+    "zero_data_retention": "zero_data_retention",
 }
 
 
@@ -134,6 +146,8 @@ def needed_dimensions(query: ReportQuery) -> frozenset[str]:
     """The dimension columns a report groups or filters on, ``tag`` grouping aside."""
     needed = {_COLUMN_OF[d] for d in query.group_by if d in _COLUMN_OF}
     needed |= {name for name in _FILTERS if getattr(query, name) is not None}
+    if query.zero_data_retention is not None:
+        needed.add("zero_data_retention")
     if query.model is not None and "/" in query.model:
         needed.add("provider")  # the "provider/model" form (see ``where_clause``)
     if query.tags:
@@ -255,6 +269,9 @@ def where_clause(team_id: str, source: Source, query: ReportQuery) -> tuple[str,
             )
         else:
             predicates.append(f"{name} = {{{name}:String}}")
+    if query.zero_data_retention is not None:
+        parameters["zero_data_retention"] = query.zero_data_retention
+        predicates.append("zero_data_retention = {zero_data_retention:Bool}")
     if query.tags:
         parameters["tags"] = list(query.tags)
         function = "hasAll" if query.tags_match == "all" else "hasAny"

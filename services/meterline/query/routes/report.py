@@ -50,6 +50,11 @@ REPORT_PARAMETERS: Final = [
     _query("provider", _TEXT, "filter"),
     _query("api_key_name", _TEXT, "filter"),
     _query("credential_type", {"type": "string", "enum": ["byok", "system"]}, "filter"),
+    _query(
+        "zero_data_retention",
+        {"type": "string", "enum": ["true", "false"]},
+        "filter: served by a zero-data-retention provider or not",
+    ),
     _query("tags", _TEXT, "comma-separated tags to filter on"),
     _query("tags_match", {"type": "string", "enum": ["any", "all"]}, "how tags filter"),
     _query("timezone", _TEXT, "IANA time zone of the day boundaries, default UTC"),
