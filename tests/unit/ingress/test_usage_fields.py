@@ -19,6 +19,14 @@ from openai.types.responses import ResponseUsage
 from pydantic import BaseModel
 
 from meterline.common.pricing import TOKEN_FIELDS, GenaiPrices, TokenCounts
+from meterline.ingress.translate.chat_via_anthropic.translation import (
+    CHAT_USAGE_CANNOT_SAY,
+    chat_usage,
+)
+from meterline.ingress.translate.messages_via_openai.translation import (
+    MESSAGES_USAGE_CANNOT_SAY,
+    anthropic_usage,
+)
 from meterline.ingress.usage import (
     CHAT_COMPLETIONS_FIELDS,
     CHAT_COMPLETIONS_NOT_CARRIED,
@@ -101,6 +109,37 @@ def test_each_carried_field_moves_the_event_field_it_names(wire: str, path: str)
     assert before is not None and after is not None
     target = carried[path]
     assert getattr(after, target) == getattr(before, target) + 7, (path, target)
+
+
+TRANSLATIONS: dict[str, tuple[str, dict[str, str], Callable[[dict[str, Any]], Any]]] = {
+    # A Chat Completions client of an Anthropic provider gets chat_usage(provider's usage).
+    "chat completions via anthropic": ("messages", CHAT_USAGE_CANNOT_SAY, chat_usage),
+    # A Messages client of an OpenAI-compatible provider gets anthropic_usage(the event's).
+    "messages via openai": (
+        "chat completions",
+        MESSAGES_USAGE_CANNOT_SAY,
+        lambda usage: anthropic_usage(from_openai_usage(usage) or Usage()),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("translation", "path"),
+    [(name, path) for name, (wire, _, _) in TRANSLATIONS.items() for path in WIRES[wire][1]],
+)
+def test_each_carried_field_reaches_the_translated_client_or_says_why_not(
+    translation: str, path: str
+) -> None:
+    """A field the event carries changes the usage the translated client gets, unless the
+    translation lists it as one the client's surface has no field for."""
+    wire, cannot_say, translate = TRANSLATIONS[translation]
+    assert cannot_say.keys() <= WIRES[wire][1].keys()
+    if path in cannot_say:
+        assert len(cannot_say[path].split()) >= 4
+        return
+    base = WHOLES[wire]
+    changed = with_field(base, path, 7 if path not in base else 1007)
+    assert translate(changed) != translate(base), f"{translation} drops {path}"
 
 
 # Provider answers as they come, each for a model whose price uses what it reports: cache

@@ -331,6 +331,16 @@ def _tool_choice(choice: object, parallel: object) -> dict[str, Any] | None:
     return converted
 
 
+CHAT_USAGE_CANNOT_SAY: Final = {
+    "cache_creation.ephemeral_1h_input_tokens": "Chat Completions has no cache lifetimes: the "
+    "writes are in cache_write_tokens whatever their TTL, the split in the event only",
+    "server_tool_use.web_search_requests": "Chat Completions usage has no field for "
+    "server-side searches: they are in the event only",
+}
+"""The Anthropic usage fields (``usage.MESSAGES_FIELDS``) whose own meaning a Chat
+Completions client's usage cannot carry, and why (README, "API surfaces")."""
+
+
 def chat_usage(usage: object) -> dict[str, Any] | None:
     """An Anthropic usage object in Chat Completions' convention."""
     folded = from_anthropic_usage(usage)

@@ -201,6 +201,16 @@ def _tool_choice(choice: dict[str, Any]) -> dict[str, Any]:
     return converted
 
 
+MESSAGES_USAGE_CANNOT_SAY: Final = {
+    "prompt_tokens_details.audio_tokens": "Messages usage has no audio field: the tokens are "
+    "in input_tokens, the audio share in the event only",
+    "completion_tokens_details.audio_tokens": "Messages usage has no audio field: the tokens "
+    "are in output_tokens, the audio share in the event only",
+}
+"""The Chat Completions usage fields (``usage.CHAT_COMPLETIONS_FIELDS``) whose own meaning
+a Messages client's usage cannot carry, and why (README, "API surfaces")."""
+
+
 def anthropic_usage(usage: Usage) -> dict[str, Any]:
     """The event's usage convention in Anthropic's: reads and writes beside the input, and
     the reasoning tokens (inside ``output_tokens``) as thinking tokens, so the client can
