@@ -39,6 +39,8 @@ class RequestRecord:
     """perf_counter at the start: durations from the wall clock would jump with NTP."""
     event_id: str = field(default_factory=UsageEvent.new_id)
     first_token_at: float | None = None
+    zero_data_retention: bool = False
+    """Whether the provider of the route that answers is configured as keeping no data."""
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:
