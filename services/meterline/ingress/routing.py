@@ -137,7 +137,8 @@ class Router:
         )
         return BadRequest(
             f"no zero-data-retention provider{among} serves {model!r}{fallbacks}: "
-            f"{required_by}, and no provider configured with zero_data_retention lists it",
+            f"{required_by}, and only providers configured with zero_data_retention may "
+            "serve it",
             param=f"{GATEWAY}.zeroDataRetention",
             code="model_not_found",
         )
