@@ -49,6 +49,10 @@ class ProviderConfig(_Strict):
     models: list[str] = []
     """Model names this provider serves (without the ``provider/`` prefix), listed by
     ``GET /v1/models``. Only a list: requests for other names are still forwarded."""
+    zero_data_retention: bool = False
+    """The operator knows that this provider keeps no prompt or answer data (a contract, an
+    account setting). Requests that require zero data retention go only to providers
+    marked so; the gateway cannot check it, so it is only as true as this line."""
 
     def system_key(self) -> str | None:
         return os.environ.get(self.api_key_env) if self.api_key_env else None
@@ -107,6 +111,9 @@ class TeamConfig(_Strict):
     """When every BYOK key of a provider failed (rejected, rate-limited, provider error),
     try the gateway's system credential before giving up."""
     price_overrides: list[PriceOverride] = []
+    zero_data_retention: bool = False
+    """Every request of this team requires zero data retention: it goes only to providers
+    marked ``zero_data_retention``, as if it asked for it itself."""
 
     def price_override(self, provider: str, model: str) -> PriceOverride | None:
         return next((o for o in self.price_overrides if o.matches(provider, model)), None)

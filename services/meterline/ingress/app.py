@@ -22,6 +22,8 @@ from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.providers.upstream import Upstream
 from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.publishing.protocol import UsagePublisher
+from meterline.ingress.route_prices import ListPrices
+from meterline.ingress.route_stats import MeasuringPublisher, RouteStats
 from meterline.ingress.routers import chat_completions, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
@@ -48,22 +50,31 @@ def create_app(
         await publisher.start()
         try:
             async with aclosing(provider_client(settings)) as client:
-                upstream = Upstream(client, settings, publisher)
+                stats = RouteStats()
+                upstream = Upstream(client, settings, MeasuringPublisher(publisher, stats))
                 credentials = Credentials(config)
+                prices = ListPrices.from_config(config)
+
+                def router(wire: str, translated: tuple[str, ...] = ()) -> Router:
+                    return Router(
+                        config,
+                        wire,
+                        translated=translated,
+                        credentials=credentials,
+                        prices=prices,
+                        stats=stats,
+                    )
+
                 app.state.gateway = Gateway(
                     settings=settings,
                     config=config,
                     keys=KeyRing(config),
-                    responses_router=Router(config, wire="openai", credentials=credentials),
+                    responses_router=router("openai"),
                     openai=OpenAIWire(upstream),
                     publisher=publisher,
-                    messages_router=Router(
-                        config, wire="anthropic", translated=("openai",), credentials=credentials
-                    ),
+                    messages_router=router("anthropic", ("openai",)),
                     anthropic=AnthropicWire(upstream),
-                    completions_router=Router(
-                        config, wire="openai", translated=("anthropic",), credentials=credentials
-                    ),
+                    completions_router=router("openai", ("anthropic",)),
                     upstream=upstream,
                 )
                 try:

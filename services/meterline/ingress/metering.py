@@ -40,7 +40,7 @@ class RequestRecord:
     event_id: str = field(default_factory=UsageEvent.new_id)
     first_token_at: float | None = None
     zero_data_retention: bool = False
-    """Whether the provider that answered is configured as keeping no data."""
+    """Whether the provider of the route that answers is configured as keeping no data."""
 
     def mark_first_token(self) -> None:
         if self.first_token_at is None:

@@ -3,15 +3,19 @@ with which credentials, in the order they are tried.
 
 The provider is the text before the first slash (model names may contain slashes of their
 own: ``openrouter/meta-llama/llama-3.1-8b``). Other providers that list the same model name
-in their ``models`` can serve it too; a request opts in to them with ``order`` or ``only``
-(without either it goes to the provider it names, as written).
+in their ``models`` can serve it too; a request opts in to them with ``order``, ``only``,
+``sort`` or ``zeroDataRetention`` (without any it goes to the provider it names, as written).
 
-``plan`` orders the attempts (pure; no I/O):
+``plan`` orders the attempts (no I/O but the price list, read once):
 
 - models: the requested one, then ``providerOptions.gateway.models`` (fallback models);
-- for each model, providers: its own provider; with ``order`` or ``only``, also every other
-  routable provider listing the name, in configuration order; ``order`` moves the slugs it
-  names to the front in its order, ``only`` drops every provider it does not name;
+- for each model, providers: its own provider; with any of those options, also every other
+  routable provider listing the name, in configuration order. Then ``only`` drops every
+  provider it does not name; zero data retention (the request's or its team's) drops every
+  provider not marked ``zero_data_retention``, as an ``only`` of the marked ones would;
+  ``sort`` ranks the rest by list price (``route_prices.py``) or by recent latency or
+  throughput (``route_stats.py``), those without a number last, ties and those in
+  configuration order; ``order`` moves the slugs it names to the front in its order;
 - for each provider, credentials (``credentials.py``): BYOK keys first, then the system key.
 
 ``first_success`` walks the plan: an attempt that fails in a way another route may not
@@ -25,6 +29,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
 
 from starlette.responses import Response
 
@@ -32,7 +38,9 @@ from meterline.common.config import GatewayConfig, ProviderConfig, TeamConfig
 from meterline.ingress.credentials import Credential, Credentials, CredentialType
 from meterline.ingress.errors import BadRequest
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.tagging import GATEWAY, NO_ROUTING_OPTIONS, RoutingOptions
+from meterline.ingress.route_prices import ListPrices
+from meterline.ingress.route_stats import RouteStats
+from meterline.ingress.tagging import GATEWAY, NO_ROUTING_OPTIONS, RoutingOptions, Sort
 
 __all__ = ["Credential", "CredentialType", "Route", "Router", "first_success", "should_try_next"]
 
@@ -58,13 +66,19 @@ class Router:
         *,
         translated: Collection[str] = (),
         credentials: Credentials | None = None,
+        prices: ListPrices | None = None,
+        stats: RouteStats | None = None,
     ):
-        """``credentials``: shared by the routers of one process (read once, warned about
-        once); built from ``config`` when not given."""
+        """``credentials``, ``prices`` and ``stats``: shared by the routers of one process
+        (keys read once, the price list loaded once, every surface's answers measured in
+        one place); built from ``config`` when not given."""
         wires = {wire, *translated}
         self._providers = {p.slug: p for p in config.providers if p.wire in wires}
         self._other_wire = {p.slug: p.wire for p in config.providers if p.wire not in wires}
+        self._position = {p.slug: index for index, p in enumerate(config.providers)}
         self._credentials = credentials or Credentials(config)
+        self._prices = prices or ListPrices.from_config(config)
+        self._stats = stats or RouteStats()
 
     @property
     def slugs(self) -> list[str]:
@@ -88,42 +102,93 @@ class Router:
         """Every route to try for ``model``, in order; a 400 naming the parameter when the
         model or the options name something that cannot be routed."""
         self._check_slugs(options)
+        zdr = options.zero_data_retention or (team is not None and team.zero_data_retention)
         wanted = [self._split(model, "model")]
         wanted += [self._split(m, f"{GATEWAY}.models") for m in options.models]
         routes: list[Route] = []
         seen: set[tuple[str, str]] = set()
         for provider, name in wanted:
-            for candidate in self._providers_for(provider, name, options):
+            for candidate in self._providers_for(provider, name, options, zdr):
                 if (candidate.slug, name) in seen:
                     continue
                 seen.add((candidate.slug, name))
                 credentials = self._credentials.for_provider(candidate.slug, team, options.byok)
                 routes.extend(Route(candidate, name, credential) for credential in credentials)
         if not routes:
-            only = ", ".join(options.only or ())
-            raise BadRequest(
-                f"no provider in {GATEWAY}.only ({only}) serves {model!r}"
-                + (" or its fallback models" if options.models else ""),
+            raise self._nothing_serves(model, options, team, zdr)
+        return routes
+
+    def _nothing_serves(
+        self, model: str, options: RoutingOptions, team: TeamConfig | None, zdr: bool
+    ) -> BadRequest:
+        only = ", ".join(options.only or ())
+        fallbacks = " or its fallback models" if options.models else ""
+        if not zdr:
+            return BadRequest(
+                f"no provider in {GATEWAY}.only ({only}) serves {model!r}{fallbacks}",
                 param=f"{GATEWAY}.only",
                 code="model_not_found",
             )
-        return routes
+        among = f" in {GATEWAY}.only ({only})" if options.only is not None else ""
+        required_by = (
+            f"team {team.id!r} requires zero data retention"
+            if team is not None and team.zero_data_retention
+            else f"the request sets {GATEWAY}.zeroDataRetention"
+        )
+        return BadRequest(
+            f"no zero-data-retention provider{among} serves {model!r}{fallbacks}: "
+            f"{required_by}, and only providers configured with zero_data_retention may "
+            "serve it",
+            param=f"{GATEWAY}.zeroDataRetention",
+            code="model_not_found",
+        )
 
     def _providers_for(
-        self, provider: ProviderConfig, name: str, options: RoutingOptions
+        self, provider: ProviderConfig, name: str, options: RoutingOptions, zdr: bool
     ) -> list[ProviderConfig]:
         candidates = [provider]
-        if options.order or options.only is not None:
+        if options.order or options.only is not None or options.sort or zdr:
             candidates += [
                 p for p in self._providers.values() if p is not provider and name in p.models
             ]
         if options.only is not None:
             candidates = [p for p in candidates if p.slug in options.only]
+        if zdr:
+            candidates = [p for p in candidates if p.zero_data_retention]
+        # One candidate has nothing to be ranked against (and a model name no provider
+        # lists is never looked up, so the price cache holds configured names only).
+        if options.sort and len(candidates) > 1:
+            candidates = self._sorted(candidates, name, options.sort)
         if options.order:
             rank = {slug: index for index, slug in enumerate(options.order)}
             # A stable sort: the providers ``order`` does not name keep their places.
             candidates.sort(key=lambda p: rank.get(p.slug, len(rank)))
         return candidates
+
+    def _sorted(
+        self, candidates: list[ProviderConfig], name: str, sort: Sort
+    ) -> list[ProviderConfig]:
+        """Best first; those without a price or a measurement after them, so that a new
+        provider is still tried; ties in configuration order."""
+        measures = {p.slug: self._measure(p.slug, name, sort) for p in candidates}
+        position = self._position
+        measured = sorted(
+            (p for p in candidates if measures[p.slug] is not None),
+            key=lambda p: (measures[p.slug], position[p.slug]),
+        )
+        unmeasured = sorted(
+            (p for p in candidates if measures[p.slug] is None), key=lambda p: position[p.slug]
+        )
+        return measured + unmeasured
+
+    def _measure(self, slug: str, name: str, sort: Sort) -> Decimal | float | None:
+        """Lower is better."""
+        if sort == "price":
+            return self._prices.blended(slug, name, datetime.now(UTC))
+        if sort == "latency":
+            return self._stats.latency_ms(slug, name)
+        throughput = self._stats.tokens_per_second(slug, name)
+        return None if throughput is None else -throughput
 
     def _check_slugs(self, options: RoutingOptions) -> None:
         known = self._providers.keys() | self._other_wire.keys()
@@ -201,6 +266,7 @@ async def first_success(
         record.provider = route.provider.slug
         record.model = route.model
         record.credential_type = route.credential.type
+        record.zero_data_retention = route.provider.zero_data_retention
         response = await send(route)
         last = index == len(routes) - 1
         if last or not should_try_next(route, response.status_code):

@@ -12,17 +12,18 @@ breaking one is a 400 that names it. ``providerOptions`` is the gateway's own an
 from the body before it goes upstream; the standard ``user`` field stays (it is OpenAI's).
 
 The same object carries the routing options (``take_options``): ``order`` and ``only``
-(provider slugs), ``models`` (fallback models, ``provider/model``) and ``byok``
-(request-scoped provider keys, ``{slug: [{"apiKey": ...}, ...]}``). Their shape is checked
-here; whether the slugs and models exist is the router's business. Error messages about
-``byok`` never quote a value: it may be a key.
+(provider slugs), ``models`` (fallback models, ``provider/model``), ``byok``
+(request-scoped provider keys, ``{slug: [{"apiKey": ...}, ...]}``), ``zeroDataRetention``
+(a boolean) and ``sort`` (``"price"``, ``"latency"`` or ``"throughput"``). Their shape is
+checked here; whether the slugs and models exist is the router's business. Error messages
+about ``byok`` never quote a value: it may be a key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Literal, get_args
 
 from starlette.datastructures import Headers
 
@@ -42,6 +43,9 @@ MAX_ROUTING_ENTRIES: Final = 16
 """Longest ``order``, ``only`` or ``models`` list: each entry may be one more upstream
 attempt."""
 
+Sort = Literal["price", "latency", "throughput"]
+SORTS: Final[tuple[Sort, ...]] = get_args(Sort)
+
 
 @dataclass(frozen=True, slots=True)
 class Attribution:
@@ -60,6 +64,12 @@ class RoutingOptions:
     """Fallback models (``provider/model``), tried after the requested one."""
     byok: RequestKeys = field(default_factory=dict)
     """Request-scoped provider keys by slug (``Credential`` hides them in any repr)."""
+    zero_data_retention: bool = False
+    """Only providers configured with ``zero_data_retention`` may serve the request."""
+    sort: Sort | None = None
+    """How to rank the providers serving a model: cheapest, fastest to the first token, or
+    most output tokens per second first; None: the named provider, then configuration
+    order."""
 
 
 NO_ROUTING_OPTIONS: Final = RoutingOptions()
@@ -119,16 +129,40 @@ def _attribution(
     return Attribution(user or None, sorted(tags))
 
 
+ROUTING_NAMES: Final = ("order", "only", "models", "byok", "zeroDataRetention", "sort")
+
+
 def _routing(gateway: Mapping[str, object]) -> RoutingOptions:
-    order, only, models, byok = (gateway.get(name) for name in ("order", "only", "models", "byok"))
-    if order is None and only is None and models is None and byok is None:
+    if all(gateway.get(name) is None for name in ROUTING_NAMES):
         return NO_ROUTING_OPTIONS
     return RoutingOptions(
-        order=tuple(_names(order, "order") or ()),
-        only=_names(only, "only"),
-        models=tuple(_names(models, "models") or ()),
-        byok=_request_keys(byok),
+        order=tuple(_names(gateway.get("order"), "order") or ()),
+        only=_names(gateway.get("only"), "only"),
+        models=tuple(_names(gateway.get("models"), "models") or ()),
+        byok=_request_keys(gateway.get("byok")),
+        zero_data_retention=_zero_data_retention(gateway.get("zeroDataRetention")),
+        sort=_sort(gateway.get("sort")),
     )
+
+
+def _zero_data_retention(value: object) -> bool:
+    param = f"{GATEWAY}.zeroDataRetention"
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise BadRequest(f"{param} must be a boolean", param=param)
+    return value
+
+
+def _sort(value: object) -> Sort | None:
+    param = f"{GATEWAY}.sort"
+    if value is None:
+        return None
+    for sort in SORTS:
+        if value == sort:
+            return sort
+    allowed = ", ".join(f"{sort!r}" for sort in SORTS)
+    raise BadRequest(f"{param} must be one of {allowed}", param=param)
 
 
 def _names(value: object, name: str) -> tuple[str, ...] | None:

@@ -44,6 +44,7 @@ class Call:
             model=first.model,
             provider=first.provider.slug,
             credential_type=first.credential.type,
+            zero_data_retention=first.provider.zero_data_retention,
             streamed=streamed,
             user_id=attribution.user,
             tags=attribution.tags,
