@@ -88,6 +88,7 @@ slug = "anthropic"
 wire = "anthropic"
 base_url = "{simulator}/v1"
 api_key_env = "{PROVIDER_KEY_ENV}"
+zero_data_retention = true
 """
         + "".join(
             f'\n[[teams]]\nid = "{team}"\n[[teams.keys]]\nname = "sdk"\n'
@@ -464,6 +465,75 @@ def test_openai_wire_cache_reads_and_reasoning_land_in_their_columns(stack: Stac
     plain = calc_price_plain("openai", "gpt-4o", requests[0])
     assert requests[0].market_cost < plain
     assert_wire(stack, requests)
+
+
+def test_audio_searches_and_zero_data_retention_reach_the_report_and_the_generation(
+    stack: Stack,
+) -> None:
+    """Event schema v2 end to end: OpenAI audio and Anthropic web searches are priced as
+    genai-prices prices the usage the client received, and the provider marked as keeping no
+    data is told apart in the report."""
+    tags = {"tags": ["suite:v2"]}
+    audio = openai_client(stack).chat.completions.with_raw_response.create(
+        model="openai/gpt-audio",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "Transcribe this."},
+                    {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+                ],
+            }
+        ],
+        modalities=["text", "audio"],
+        audio={"voice": "alloy", "format": "wav"},
+        extra_body={"providerOptions": {"gateway": {"user": "v2-audio", **tags}}},
+    )
+    search = anthropic_client(stack).messages.with_raw_response.create(
+        model="anthropic/claude-sonnet-4-6",
+        max_tokens=128,
+        tools=[{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}],
+        messages=[{"role": "user", "content": "Search the news."}],
+        extra_body={"providerOptions": {"gateway": {"user": "v2-search", **tags}}},
+    )
+    audio_usage, search_usage = audio.parse().usage, search.parse().usage
+    assert audio_usage is not None and search_usage.server_tool_use is not None
+    want = {
+        ("v2-audio", False): market_cost(
+            "openai", "gpt-audio", "chat_completions", audio_usage.model_dump()
+        ),
+        ("v2-search", True): market_cost(
+            "anthropic", "claude-sonnet-4-6", "messages", search_usage.model_dump()
+        ),
+    }
+    deadline = time.monotonic() + 30
+    while True:
+        rows = report(stack, group_by="user,zero_data_retention", tags="suite:v2")
+        if len(rows) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert {
+        (r["user"], r["zero_data_retention"]): Decimal(str(r["market_cost"])) for r in rows
+    } == want
+    only = report(stack, group_by="user", tags="suite:v2", zero_data_retention="true")
+    assert [r["user"] for r in only] == ["v2-search"]
+
+    def generation(answer: Any) -> Any:
+        return httpx.get(
+            f"{stack.url}/v1/generation",
+            params={"id": answer.headers["x-meterline-event-id"]},
+            headers={"Authorization": f"Bearer {stack.key}"},
+            timeout=10,
+        ).json()
+
+    heard, searched = generation(audio), generation(search)
+    assert audio_usage.prompt_tokens_details is not None
+    assert audio_usage.completion_tokens_details is not None
+    assert heard["input_audio_tokens"] == audio_usage.prompt_tokens_details.audio_tokens > 0
+    assert heard["output_audio_tokens"] == audio_usage.completion_tokens_details.audio_tokens
+    assert (heard["web_search_requests"], heard["zero_data_retention"]) == (0, False)
+    assert searched["web_search_requests"] == search_usage.server_tool_use.web_search_requests
+    assert searched["zero_data_retention"] is True
 
 
 def test_anthropic_wire_cache_reads_writes_and_thinking_land_in_their_columns(

@@ -34,7 +34,7 @@ class CountingPrices:
 
 def rates(input_: str, output: str) -> PerMillionRates:
     i, o = Decimal(input_), Decimal(output)
-    return PerMillionRates(input=i, output=o, cache_read=i / 10, cache_write=i, cache_write_1h=i)
+    return PerMillionRates.text(input=i, output=o, cache_read=i / 10, cache_write=i)
 
 
 def test_the_blend_is_the_input_rate_plus_the_output_rate() -> None:

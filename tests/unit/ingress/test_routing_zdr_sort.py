@@ -54,7 +54,7 @@ PLAIN, PRIVATE = CONFIG.teams
 
 def rates(input_: str, output: str) -> PerMillionRates:
     i, o = Decimal(input_), Decimal(output)
-    return PerMillionRates(input=i, output=o, cache_read=i, cache_write=i, cache_write_1h=i)
+    return PerMillionRates.text(input=i, output=o, cache_read=i, cache_write=i)
 
 
 class Prices:
