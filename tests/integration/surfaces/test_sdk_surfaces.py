@@ -529,7 +529,8 @@ def test_audio_searches_and_zero_data_retention_reach_the_report_and_the_generat
     heard, searched = generation(audio), generation(search)
     assert audio_usage.prompt_tokens_details is not None
     assert audio_usage.completion_tokens_details is not None
-    assert heard["input_audio_tokens"] == audio_usage.prompt_tokens_details.audio_tokens > 0
+    assert heard["input_audio_tokens"] == audio_usage.prompt_tokens_details.audio_tokens
+    assert heard["input_audio_tokens"] > 0
     assert heard["output_audio_tokens"] == audio_usage.completion_tokens_details.audio_tokens
     assert (heard["web_search_requests"], heard["zero_data_retention"]) == (0, False)
     assert searched["web_search_requests"] == search_usage.server_tool_use.web_search_requests
