@@ -12,6 +12,8 @@ tiered (long-context prices depend on the prompt's size) has no number.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -21,20 +23,52 @@ from meterline.common.pricing import GenaiPrices, PerMillionRates, PriceSource
 
 SECONDS_PER_DAY = 86_400
 
+log = logging.getLogger("meterline.ingress.routing")
+
 
 class ListPrices:
     """The blended list price of routes, looked up once a day per provider and model.
 
-    The price source is loaded on the first lookup (genai-prices' snapshot takes about half
-    a second to read), so a gateway whose requests never sort by price never loads it; after
-    that it is the one source of the process. Callers ask only about routes they compare,
-    which are configured providers and model names (``Router`` ranks only when more than one
-    provider lists the name), so the cache stays as small as the configuration."""
+    The price source is loaded on the first lookup, in a thread of its own: genai-prices'
+    snapshot takes about half a second to read, which must not stall the event loop and
+    every request on it. Until it is loaded no route has a price, so the first requests that
+    sort by price keep the configuration order. A gateway whose requests never sort by price
+    never loads it. Callers ask only about routes they compare, which are configured
+    providers and model names (``Router`` ranks only when more than one provider lists the
+    name), so the cache stays as small as the configuration."""
 
     def __init__(self, load: Callable[[], PriceSource]) -> None:
         self._load = load
         self._source: PriceSource | None = None
+        self._loader: threading.Thread | None = None
         self._blended: dict[tuple[str, str], tuple[int, Decimal | None]] = {}
+
+    def ready(self) -> bool:
+        """Whether the price source is loaded; starts loading it when it is not."""
+        if self._source is None:
+            self._start_loading()
+            return False
+        return True
+
+    def wait_loaded(self, timeout: float | None = None) -> bool:
+        """Start loading the price source if need be and wait for it; whether it is loaded."""
+        self._start_loading()
+        assert self._loader is not None
+        self._loader.join(timeout)
+        return self._source is not None
+
+    def _start_loading(self) -> None:
+        if self._loader is None:
+            self._loader = threading.Thread(
+                target=self._load_source, name="meterline-list-prices", daemon=True
+            )
+            self._loader.start()
+
+    def _load_source(self) -> None:
+        try:
+            self._source = self._load()
+        except Exception:  # a price list that cannot be read leaves every route unpriced
+            log.exception("the price list for sort: price could not be loaded")
 
     @classmethod
     def from_config(cls, config: GatewayConfig) -> ListPrices:
@@ -47,7 +81,8 @@ class ListPrices:
         if cached is not None and cached[0] == day:
             return cached[1]
         if self._source is None:
-            self._source = self._load()
+            self._start_loading()
+            return None  # not cached: asked again once the source is loaded
         # Asked at the start of the day: genai-prices' price changes fall on day boundaries,
         # and its own cache keeps one entry per hour asked about.
         start = datetime.fromtimestamp(day * SECONDS_PER_DAY, tz=UTC)

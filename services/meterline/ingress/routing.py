@@ -170,8 +170,11 @@ class Router:
     ) -> list[ProviderConfig]:
         """Best first; those without a price or a measurement after them, so that a new
         provider is still tried; ties in configuration order."""
-        measures = {p.slug: self._measure(p.slug, name, sort) for p in candidates}
         position = self._position
+        if sort == "price" and not self._prices.ready():
+            # Every route unpriced, rather than some priced by a list that came in halfway.
+            return sorted(candidates, key=lambda p: position[p.slug])
+        measures = {p.slug: self._measure(p.slug, name, sort) for p in candidates}
         measured = sorted(
             (p for p in candidates if measures[p.slug] is not None),
             key=lambda p: (measures[p.slug], position[p.slug]),

@@ -40,6 +40,8 @@ def rates(input_: str, output: str) -> PerMillionRates:
 def test_the_blend_is_the_input_rate_plus_the_output_rate() -> None:
     source = CountingPrices({("a", "m"): rates("2.50", "10.00"), ("t", "m"): "tiered"})
     prices = ListPrices(lambda: source)
+    assert prices.blended("a", "m", NOW) is None  # the list is being loaded: no price yet
+    assert prices.wait_loaded(timeout=10)
     assert prices.blended("a", "m", NOW) == Decimal("12.50")
     assert prices.blended("t", "m", NOW) is None
     assert prices.blended("u", "m", NOW) is None
@@ -55,6 +57,9 @@ def test_the_source_is_loaded_on_first_use_and_asked_once_a_day() -> None:
 
     prices = ListPrices(load)
     assert loads == []
+    assert not prices.ready()
+    assert prices.wait_loaded(timeout=10)
+    assert prices.ready()
     for hours in range(5):
         prices.blended("a", "m", NOW + timedelta(hours=hours))
     prices.blended("u", "m", NOW)
@@ -64,6 +69,16 @@ def test_the_source_is_loaded_on_first_use_and_asked_once_a_day() -> None:
     assert source.lookups == [("a", "m", midnight), ("u", "m", midnight)]
     prices.blended("a", "m", NOW + timedelta(hours=9))  # the next day
     assert source.lookups[-1] == ("a", "m", midnight + timedelta(days=1))
+
+
+def test_a_price_list_that_cannot_load_leaves_every_route_unpriced() -> None:
+    def fail() -> CountingPrices:
+        raise OSError("no snapshot")
+
+    prices = ListPrices(fail)
+    assert not prices.wait_loaded(timeout=10)
+    assert prices.blended("a", "m", NOW) is None
+    assert not prices.ready()
 
 
 def test_genai_prices_with_the_providers_aliases() -> None:
@@ -76,6 +91,7 @@ def test_genai_prices_with_the_providers_aliases() -> None:
         }
     )
     prices = ListPrices.from_config(config)
+    assert prices.wait_loaded(timeout=30)
     listed = GenaiPrices().market_rates("openai", "gpt-4o", NOW)
     assert isinstance(listed, PerMillionRates)
     assert prices.blended("openai", "gpt-4o", NOW) == listed.input + listed.output

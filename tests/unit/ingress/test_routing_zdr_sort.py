@@ -94,14 +94,24 @@ def loads() -> list[int]:
 
 
 @pytest.fixture
-def router(stats: RouteStats, loads: list[int]) -> Router:
+def prices(loads: list[int]) -> ListPrices:
     def load() -> Prices:
         loads.append(1)
         return PRICES
 
-    return Router(
-        CONFIG, wire="openai", translated=("anthropic",), prices=ListPrices(load), stats=stats
-    )
+    return ListPrices(load)
+
+
+@pytest.fixture
+def router(stats: RouteStats, prices: ListPrices) -> Router:
+    return Router(CONFIG, wire="openai", translated=("anthropic",), prices=prices, stats=stats)
+
+
+@pytest.fixture
+def priced(prices: ListPrices) -> ListPrices:
+    """The price list, loaded: the router's first price lookup only starts loading it."""
+    assert prices.wait_loaded(timeout=10)
+    return prices
 
 
 def slugs(routes: list[Route]) -> list[str]:
@@ -170,11 +180,15 @@ def test_no_marked_provider_is_a_400_naming_the_option(router: Router) -> None:
 
 
 def test_sort_by_price_cheapest_first_unknown_and_tiered_last(
-    router: Router, loads: list[int]
+    router: Router, prices: ListPrices, loads: list[int]
 ) -> None:
     assert slugs(router.plan("openai/gpt-4o", team=PLAIN)) == ["openai"]
     assert loads == []  # nothing sorted by price: the price list is not even loaded
     price = RoutingOptions(sort="price")
+    # The first lookup starts loading the list and does not wait for it: until it is in,
+    # no route has a price and the configuration order holds.
+    assert slugs(router.plan("openai/gpt-4o", price, PLAIN)) == ["openai", "azure", "groq"]
+    assert prices.wait_loaded(timeout=10)
     assert slugs(router.plan("openai/gpt-4o", price, PLAIN)) == ["azure", "openai", "groq"]
     assert slugs(router.plan("groq/llama-3.3-70b", price, PLAIN)) == ["groq"]
     router.plan("openai/gpt-4o", price, PLAIN)
@@ -210,12 +224,14 @@ def test_sort_by_throughput_most_tokens_per_second_first(router: Router, stats: 
     assert slugs(router.plan("openai/gpt-4o", throughput, PLAIN)) == ["azure", "openai", "groq"]
 
 
-def test_order_wins_over_sort_for_the_slugs_it_names(router: Router) -> None:
+def test_order_wins_over_sort_for_the_slugs_it_names(router: Router, priced: ListPrices) -> None:
     options = RoutingOptions(sort="price", order=("groq",))
     assert slugs(router.plan("openai/gpt-4o", options, PLAIN)) == ["groq", "azure", "openai"]
 
 
-def test_sort_within_only_and_zero_data_retention(router: Router, stats: RouteStats) -> None:
+def test_sort_within_only_and_zero_data_retention(
+    router: Router, stats: RouteStats, priced: ListPrices
+) -> None:
     only = RoutingOptions(sort="price", only=("openai", "groq"))
     assert slugs(router.plan("azure/gpt-4o", only, PLAIN)) == ["openai", "groq"]
     answered(stats, "groq", duration_ms=100)
@@ -225,7 +241,9 @@ def test_sort_within_only_and_zero_data_retention(router: Router, stats: RouteSt
     assert slugs(router.plan("openai/gpt-4o", zdr, PLAIN)) == ["groq", "azure"]
 
 
-def test_sort_ranks_each_model_apart_and_keeps_the_models_in_order(router: Router) -> None:
+def test_sort_ranks_each_model_apart_and_keeps_the_models_in_order(
+    router: Router, priced: ListPrices
+) -> None:
     options = RoutingOptions(sort="price", models=("local/llama-3.3-70b", "groq/llama-3.3-70b"))
     routes = router.plan("openai/gpt-4o", options, PLAIN)
     assert [(r.provider.slug, r.model) for r in routes] == [
