@@ -18,17 +18,7 @@ from typing import Any
 import httpx
 
 from meterline.query.render import to_csv, to_json
-from meterline.query.report_query import METRICS
-
-_FILTERS = (
-    "user_id",
-    "model",
-    "provider",
-    "api_key_name",
-    "credential_type",
-    "zero_data_retention",
-    "tags",
-)
+from meterline.query.report_query import FILTERS, METRICS
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -106,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def query_params(args: argparse.Namespace) -> dict[str, str]:
     params = {"start_date": args.start, "end_date": args.end, "group_by": args.group_by}
-    for name in (*_FILTERS, "date_part", "tags_match", "timezone", "order_by"):
+    for name in (*FILTERS, "date_part", "tags_match", "timezone", "order_by"):
         value = getattr(args, name)
         if value:
             params[name] = value

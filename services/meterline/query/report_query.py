@@ -55,18 +55,24 @@ MAX_FILTER_TAGS: Final = 50
 MAX_TAG_LENGTH: Final = 64
 MAX_FILTER_LENGTH: Final = 256
 
+FILTERS: Final = (
+    "user_id",
+    "model",
+    "provider",
+    "api_key_name",
+    "credential_type",
+    "zero_data_retention",
+    "tags",
+)
+"""The filter parameters; ``tags`` may be repeated, each other parameter given once."""
+
 _SINGLE: Final = frozenset(
     {
         "start_date",
         "end_date",
         "group_by",
         "date_part",
-        "user_id",
-        "model",
-        "provider",
-        "api_key_name",
-        "credential_type",
-        "zero_data_retention",
+        *(name for name in FILTERS if name != "tags"),
         "tags_match",
         "timezone",
         "limit",
