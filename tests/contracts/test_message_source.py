@@ -151,6 +151,17 @@ async def test_what_is_produced_is_handed_out_once_in_order(subject: Subject) ->
     assert await subject.source.poll(1000, 0.5) == []
 
 
+async def test_a_source_owns_the_partitions_it_hands_out(subject: Subject) -> None:
+    """The pipeline writes a batch only while its source still reads the partition."""
+    await start(subject, values(3))
+    got = await read(subject, 3)
+    assert all(subject.source.owns(m.topic, m.partition) for m in got)
+    await subject.source.stop()
+    if isinstance(subject.source, KafkaSource):
+        # A member that left its group reads nothing: a batch it still held is not its own.
+        assert not subject.source.owns(got[0].topic, got[0].partition)
+
+
 async def test_a_paused_source_hands_out_nothing_until_it_is_resumed(subject: Subject) -> None:
     await start(subject, values(3))
     first = await read(subject, 3)

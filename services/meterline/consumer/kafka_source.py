@@ -446,6 +446,14 @@ class KafkaSource:
         if self._consumer is not None:
             self._consumer.resume(*self._consumer.assignment())
 
+    def owns(self, topic: str, partition: int) -> bool:
+        # The client's own assignment, not the stall watch's (which keeps revoked ones).
+        if self._consumer is None:
+            return False
+        return any(
+            tp.topic == topic and tp.partition == partition for tp in self._consumer.assignment()
+        )
+
     async def keep_alive(self) -> None:
         """A consumer that has not asked for records for ``max_poll_interval_ms`` (5 minutes
         by default) leaves the group, and its later commit fails: a warehouse outage longer

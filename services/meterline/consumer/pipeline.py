@@ -40,6 +40,9 @@ What a crash between two steps leads to:
 - read again from an older commit by a live consumer (a rebalance, or a new Kafka consumer
   replacing one that failed): the batch still open is dropped unwritten, since its messages
   come again, and the batch log cuts the rest as above.
+- a partition a rebalance gave to another member: a batch of it still open here is dropped
+  unwritten when it would be written (``MessageSource.owns``), since the new owner reads
+  it from the last commit and cuts its own batches.
 - producer-side repeats (the ingress re-sending an event it was not sure Kafka had) carry
   the same event id at other offsets: the dedupe step drops ids it has seen recently.
 - dead letters are flushed before the commit, so a rejected message is never lost.
@@ -88,6 +91,8 @@ class ConsumerStats:
     batches_written: int = 0
     insert_failures: int = 0
     duplicates_dropped: int = 0
+    batches_dropped: int = 0
+    """Open batches of a partition a rebalance gave to another member."""
 
 
 class Pipeline:
@@ -304,6 +309,14 @@ class Pipeline:
             self._writing_batch = None
 
     async def _write_and_commit_now(self, batch: Batch) -> None:
+        if not self._source.owns(batch.topic, batch.partition):
+            self.stats.batches_dropped += 1
+            log.warning(
+                "dropping batch %s unwritten: its partition now belongs to another member, "
+                "which reads it from the last commit",
+                batch.deduplication_token,
+            )
+            return
         await self._dead_letter.flush()
         if batch.planned_last is None:
             await self._retry(

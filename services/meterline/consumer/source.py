@@ -31,6 +31,13 @@ class MessageSource(Protocol):
 
     def resume(self) -> None: ...
 
+    def owns(self, topic: str, partition: int) -> bool:
+        """Whether this member still reads the partition. A rebalance may give it to
+        another member, which reads it from the last commit: a batch of it still open here
+        must then be dropped unwritten, or its messages would be written twice, in batches
+        cut differently (and so with other deduplication tokens)."""
+        ...
+
     async def keep_alive(self) -> None:
         """Called every few seconds while paused: stay a live member of the consumer group
         without taking more messages in."""
@@ -63,6 +70,9 @@ class BusSource:
 
     def resume(self) -> None:
         self._paused = False
+
+    def owns(self, topic: str, partition: int) -> bool:
+        return True  # the bus has one reader, which is this one
 
     async def keep_alive(self) -> None:
         return None

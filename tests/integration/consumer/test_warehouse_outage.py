@@ -74,6 +74,9 @@ class WatchedSource:
         self.paused = False
         self._source.resume()
 
+    def owns(self, topic: str, partition: int) -> bool:
+        return self._source.owns(topic, partition)
+
     async def keep_alive(self) -> None:
         await self._source.keep_alive()
 

@@ -245,3 +245,43 @@ async def test_reading_again_from_before_the_open_batch_drops_it_unwritten() -> 
     await run_until_idle(pipeline)
     assert list(writer.batches) == ["usage-events/0/0-2", "usage-events/0/3-5"]
     assert len(writer.rows) == 6
+
+
+class RebalancedSource(ScriptedSource):
+    """A member that loses partition 0 to another member after its first poll."""
+
+    def __init__(self, polls: list[list[BusMessage]]):
+        super().__init__(polls)
+        self.lost: set[int] = set()
+        self.committed: dict[tuple[str, int], int] = {}
+
+    async def poll(self, max_messages: int, timeout: float) -> list[BusMessage]:
+        polled = await super().poll(max_messages, timeout)
+        if polled:
+            self.lost.add(0)
+        return polled
+
+    def owns(self, topic: str, partition: int) -> bool:
+        return partition not in self.lost
+
+    async def commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        self.committed.update(offsets)
+
+
+async def test_an_open_batch_of_a_partition_given_to_another_member_is_dropped() -> None:
+    """The open batch of partition 0 is not written when the member no longer reads it (the
+    new owner reads it from the last commit, in batches of its own); partition 1's is."""
+    codec = UsageEventCodec()
+    messages = [
+        BusMessage("usage-events", partition, offset, None, codec.encode(event()))
+        for partition in (0, 1)
+        for offset in range(2)
+    ]
+    writer = MemoryWriter()
+    source = RebalancedSource([messages])
+    pipeline = build(source, writer, MemoryDeadLetter(), max_batch_rows=3)
+    await run_until_idle(pipeline)
+    assert list(writer.batches) == ["usage-events/1/0-1"]
+    assert source.committed == {("usage-events", 1): 2}
+    assert pipeline.stats.batches_dropped == 1
+    assert pipeline.stats.events_written == 2

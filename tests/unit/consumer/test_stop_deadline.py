@@ -73,6 +73,9 @@ class StuckSource:
     def pause(self) -> None:
         return None
 
+    def owns(self, topic: str, partition: int) -> bool:
+        return True
+
     def resume(self) -> None:
         return None
 
