@@ -11,8 +11,14 @@
 -- is configured as ZDR or not), so it adds no rows to the model rollups. The other rollups
 -- do not keep it; a report that needs it reads one of these four (query/builders/base.py).
 --
--- Each view's query is replaced in place (ALTER TABLE ... MODIFY QUERY): no insert falls
--- between an old view and a new one. Every statement can be repeated.
+-- Each view is dropped and created again with the new query. Not ALTER TABLE ... MODIFY
+-- QUERY: on the embedded engine a view changed that way no longer recognises, after a
+-- restart, a batch inserted again with its deduplication token, and its rollup counts the
+-- batch twice (tests/integration/warehouse/test_deduplication_across_restarts.py). Between
+-- the drop and the create an insert would miss that rollup: apply this migration with the
+-- consumers stopped (the consumer applies migrations at start, before it reads), or rebuild
+-- the days that received events meanwhile (`meterline rollups rebuild`). Every statement can
+-- be repeated.
 
 ALTER TABLE usage_events
     ADD COLUMN IF NOT EXISTS input_audio_tokens UInt64 DEFAULT 0
@@ -28,7 +34,9 @@ ALTER TABLE usage_hourly
     ADD COLUMN IF NOT EXISTS zero_data_retention Bool AFTER tags,
     MODIFY ORDER BY (team_id, hour, user_id, model, provider, credential_type, api_key_name, tags, zero_data_retention);
 
-ALTER TABLE usage_hourly_mv MODIFY QUERY
+DROP VIEW IF EXISTS usage_hourly_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_hourly_mv TO usage_hourly AS
 SELECT
     team_id,
     toStartOfHour(started_at) AS hour,
@@ -57,7 +65,9 @@ ALTER TABLE usage_daily
     ADD COLUMN IF NOT EXISTS zero_data_retention Bool AFTER tags,
     MODIFY ORDER BY (team_id, day, user_id, model, provider, credential_type, api_key_name, tags, zero_data_retention);
 
-ALTER TABLE usage_daily_mv MODIFY QUERY
+DROP VIEW IF EXISTS usage_daily_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_daily_mv TO usage_daily AS
 SELECT
     team_id,
     toDate(started_at) AS day,
@@ -86,7 +96,9 @@ ALTER TABLE usage_by_model_hourly
     ADD COLUMN IF NOT EXISTS zero_data_retention Bool AFTER api_key_name,
     MODIFY ORDER BY (team_id, hour, model, provider, credential_type, api_key_name, zero_data_retention);
 
-ALTER TABLE usage_by_model_hourly_mv MODIFY QUERY
+DROP VIEW IF EXISTS usage_by_model_hourly_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_by_model_hourly_mv TO usage_by_model_hourly AS
 SELECT
     team_id,
     toStartOfHour(started_at) AS hour,
@@ -113,7 +125,9 @@ ALTER TABLE usage_by_model_daily
     ADD COLUMN IF NOT EXISTS zero_data_retention Bool AFTER api_key_name,
     MODIFY ORDER BY (team_id, day, model, provider, credential_type, api_key_name, zero_data_retention);
 
-ALTER TABLE usage_by_model_daily_mv MODIFY QUERY
+DROP VIEW IF EXISTS usage_by_model_daily_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS usage_by_model_daily_mv TO usage_by_model_daily AS
 SELECT
     team_id,
     toDate(started_at) AS day,
