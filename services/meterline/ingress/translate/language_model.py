@@ -172,15 +172,11 @@ def tool_output_text(output: object, where: str) -> tuple[str, bool]:
     )
 
 
-def tool_input(part: dict[str, Any], where: str) -> Any:
-    """A prompt's tool call input (a JSON value; a string is taken as JSON text)."""
+def tool_input(part: dict[str, Any]) -> Any:
+    """A prompt's tool call input: a JSON value, sent on as it is (as the SDK's own
+    providers do)."""
     value = part.get("input")
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise BadRequest(f"{where}.input must be JSON", param=f"{where}.input") from None
-    return value if value is not None else {}
+    return {} if value is None else value
 
 
 def function_tools(options: dict[str, Any]) -> list[dict[str, Any]]:

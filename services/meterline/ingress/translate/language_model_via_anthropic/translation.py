@@ -260,7 +260,7 @@ def _assistant_blocks(
                 "type": "tool_use",
                 "id": part.get("toolCallId"),
                 "name": part.get("toolName"),
-                "input": tool_input(part, at),
+                "input": tool_input(part),
             }
             blocks.append(_cached(block, part))
         else:

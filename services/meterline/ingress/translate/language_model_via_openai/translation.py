@@ -199,7 +199,7 @@ def _assistant(parts: list[Any], where: str) -> dict[str, Any]:
                     "type": "function",
                     "function": {
                         "name": part.get("toolName"),
-                        "arguments": dumps(tool_input(part, at)).decode(),
+                        "arguments": dumps(tool_input(part)).decode(),
                     },
                 }
             )
