@@ -1,4 +1,4 @@
-"""Schemathesis against the gateway's three API surfaces, in process, in front of the
+"""Schemathesis against the gateway's API surfaces, in process, in front of the
 provider simulator. The gateway publishes no OpenAPI description of its own (its routes are
 plain Starlette routes, proxies of the providers' APIs), so the document below describes what
 the gateway itself reads of each request: the model, the messages or input, ``stream``, the
@@ -23,7 +23,13 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import status_code_conformance
 
 from tests.fuzz.settings import FUZZ_HTTP
-from tests.security.ingress_harness import ANTHROPIC_SURFACE, IngressApp, ingress_app
+from tests.security.ingress_harness import (
+    ANTHROPIC_SURFACE,
+    GATEWAY_PROVIDER_ERROR_TYPES,
+    LANGUAGE_MODEL_SURFACE,
+    IngressApp,
+    ingress_app,
+)
 
 TAGS = {
     "type": "array",
@@ -49,6 +55,30 @@ MESSAGES = {
         "properties": {
             "role": {"type": "string", "enum": ["user", "assistant"]},
             "content": {"type": "string", "maxLength": 200},
+        },
+    },
+}
+PROMPT = {
+    "type": "array",
+    "minItems": 1,
+    "maxItems": 3,
+    "items": {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["user", "assistant"]},
+            "content": {
+                "type": "array",
+                "maxItems": 2,
+                "items": {
+                    "type": "object",
+                    "required": ["type", "text"],
+                    "properties": {
+                        "type": {"type": "string", "enum": ["text"]},
+                        "text": {"type": "string", "maxLength": 200},
+                    },
+                },
+            },
         },
     },
 }
@@ -152,6 +182,43 @@ DOCUMENT: dict[str, Any] = {
                 },
             ],
         ),
+        LANGUAGE_MODEL_SURFACE: operation(
+            {
+                "type": "object",
+                "required": ["prompt"],
+                "properties": {
+                    "prompt": PROMPT,
+                    "maxOutputTokens": {"type": "integer", "minimum": 1, "maximum": 64},
+                    "temperature": {"type": "number", "minimum": 0, "maximum": 1},
+                    "stopSequences": {"type": "array", "items": {"type": "string"}},
+                    "providerOptions": PROVIDER_OPTIONS,
+                },
+            },
+            [
+                *TAGGING_HEADERS,
+                {
+                    "name": "ai-language-model-id",
+                    "in": "header",
+                    "required": True,
+                    "schema": {
+                        "type": "string",
+                        "enum": ["sim/gpt-4o", "anthropic/claude-haiku-4-5"],
+                    },
+                },
+                {
+                    "name": "ai-language-model-streaming",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["true", "false"]},
+                },
+                {
+                    "name": "ai-language-model-specification-version",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["3"]},
+                },
+            ],
+        ),
     },
 }
 
@@ -174,6 +241,8 @@ def assert_surface_format(path: str, response: Any) -> None:
     if path == ANTHROPIC_SURFACE:
         assert body["type"] == "error", body
     error = body["error"]
+    if path == LANGUAGE_MODEL_SURFACE:
+        assert error["type"] in GATEWAY_PROVIDER_ERROR_TYPES, body
     assert isinstance(error["message"], str) and error["message"], body
     assert isinstance(error["type"], str) and error["type"], body
 

@@ -31,6 +31,26 @@ from tests.support.gateway import (
 
 MAX_BODY = 64 * 1024
 ANTHROPIC_SURFACE = "/v1/messages"
+LANGUAGE_MODEL_SURFACE = "/v3/ai/language-model"
+LANGUAGE_MODEL_HEADERS = {
+    "ai-language-model-specification-version": "3",
+    "ai-language-model-id": "sim/gpt-4o",
+    "ai-language-model-streaming": "false",
+}
+"""What ``@ai-sdk/gateway`` sends besides the key: the model and streaming are headers."""
+LANGUAGE_MODEL_BODY = {"prompt": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}
+GATEWAY_PROVIDER_ERROR_TYPES = frozenset(
+    {
+        "authentication_error",
+        "invalid_request_error",
+        "rate_limit_exceeded",
+        "model_not_found",
+        "internal_server_error",
+        "failed_dependency",
+        "forbidden",
+    }
+)
+"""The error types ``@ai-sdk/gateway`` turns into its error classes."""
 
 
 @dataclass
@@ -99,6 +119,8 @@ def assert_error_format(path: str, status: int, body: object) -> dict[str, objec
         assert set(body) == {"error"}, body
         error = body["error"]
         assert isinstance(error, dict) and set(error) == {"message", "type", "param", "code"}
+        if path.startswith("/v3/ai/"):
+            assert error["type"] in GATEWAY_PROVIDER_ERROR_TYPES, body
     assert isinstance(error["message"], str) and error["message"], body
     assert isinstance(error["type"], str) and error["type"], body
     return error

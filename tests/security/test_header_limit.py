@@ -14,6 +14,9 @@ from meterline.common.header_limit import MAX_HEADER_BYTES
 from tests.security.conftest import FIRST_DAY, LAST_DAY, TwoTeams
 from tests.security.ingress_harness import (
     ANTHROPIC_SURFACE,
+    LANGUAGE_MODEL_BODY,
+    LANGUAGE_MODEL_HEADERS,
+    LANGUAGE_MODEL_SURFACE,
     Ingress,
     assert_error_format,
     ingress_app,
@@ -30,6 +33,7 @@ VALID: dict[str, dict[str, Any]] = {
         "max_tokens": 16,
         "messages": MESSAGES_LIST,
     },
+    LANGUAGE_MODEL_SURFACE: LANGUAGE_MODEL_BODY,
 }
 
 
@@ -49,6 +53,8 @@ def headers(ingress: Ingress, path: str, **extra: str) -> dict[str, str]:
     base = {"authorization": f"Bearer {ingress.keys['acme']}"}
     if path == ANTHROPIC_SURFACE:
         base["anthropic-version"] = "2023-06-01"
+    if path == LANGUAGE_MODEL_SURFACE:
+        base |= LANGUAGE_MODEL_HEADERS
     return base | extra
 
 

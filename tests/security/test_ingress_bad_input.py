@@ -11,6 +11,9 @@ import pytest
 
 from tests.security.ingress_harness import (
     ANTHROPIC_SURFACE,
+    LANGUAGE_MODEL_BODY,
+    LANGUAGE_MODEL_HEADERS,
+    LANGUAGE_MODEL_SURFACE,
     MAX_BODY,
     Ingress,
     assert_error_format,
@@ -20,11 +23,13 @@ from tests.security.ingress_harness import (
 CHAT = "/v1/chat/completions"
 RESPONSES = "/v1/responses"
 MESSAGES = ANTHROPIC_SURFACE
+LANGUAGE_MODEL = LANGUAGE_MODEL_SURFACE
 MESSAGES_LIST = [{"role": "user", "content": "hi"}]
 VALID: dict[str, dict[str, Any]] = {
     CHAT: {"model": "sim/gpt-4o", "messages": MESSAGES_LIST},
     RESPONSES: {"model": "sim/gpt-4o", "input": "hi"},
     MESSAGES: {"model": "anthropic/claude-haiku-4-5", "max_tokens": 16, "messages": MESSAGES_LIST},
+    LANGUAGE_MODEL: LANGUAGE_MODEL_BODY,
 }
 
 
@@ -44,6 +49,8 @@ def headers(ingress: Ingress, path: str, **extra: str) -> dict[str, str]:
     base = {"authorization": f"Bearer {ingress.keys['acme']}", "content-type": "application/json"}
     if path == MESSAGES:
         base["anthropic-version"] = "2023-06-01"
+    if path == LANGUAGE_MODEL:
+        base.update(LANGUAGE_MODEL_HEADERS)
     base.update(extra)
     return {k: v for k, v in base.items() if v != ""}
 
@@ -69,11 +76,6 @@ def cases(path: str) -> list[Case]:
         ("JSON string", b'"hello"', {}, 400, None),
         ("not UTF-8", b"\xff\xfe\xfa{}", {}, 400, None),
         ("nesting too deep", b"[" * 50_000, {}, 400, None),
-        ("model missing", {k: v for k, v in valid.items() if k != "model"}, {}, 400, "model"),
-        ("model a number", {**valid, "model": 7}, {}, 400, "model"),
-        ("model without provider", {**valid, "model": "gpt-4o"}, {}, 400, "model"),
-        ("unknown provider", {**valid, "model": "nope/gpt-4o"}, {}, 400, "model"),
-        ("stream a string", {**valid, "stream": "yes"}, {}, 400, "stream"),
         ("providerOptions a string", {**valid, "providerOptions": "x"}, {}, 400, None),
         ("gateway a list", {**valid, "providerOptions": {"gateway": []}}, {}, 400, None),
         ("tags a string", with_options(path, tags="a,b"), {}, 400, None),
@@ -98,6 +100,42 @@ def cases(path: str) -> list[Case]:
         ("wrong key", valid, {"authorization": "Bearer ml_wrong"}, 401, None),
         ("key that is SQL", valid, {"authorization": "Bearer ' OR 1=1 --"}, 401, None),
     ]
+    if path != LANGUAGE_MODEL:
+        common += [
+            ("model missing", {k: v for k, v in valid.items() if k != "model"}, {}, 400, "model"),
+            ("model a number", {**valid, "model": 7}, {}, 400, "model"),
+            ("model without provider", {**valid, "model": "gpt-4o"}, {}, 400, "model"),
+            ("unknown provider", {**valid, "model": "nope/gpt-4o"}, {}, 400, "model"),
+            ("stream a string", {**valid, "stream": "yes"}, {}, 400, "stream"),
+        ]
+    if path == LANGUAGE_MODEL:
+        model = "ai-language-model-id"
+        version = "ai-language-model-specification-version"
+        streaming = "ai-language-model-streaming"
+        common += [
+            ("model header missing", valid, {model: ""}, 400, model),
+            ("model without provider", valid, {model: "gpt-4o"}, 404, None),
+            ("unknown provider", valid, {model: "nope/gpt-4o"}, 404, None),
+            ("specification version missing", valid, {version: ""}, 400, version),
+            ("specification version 2", valid, {version: "2"}, 400, version),
+            ("streaming a string", valid, {streaming: "yes"}, 400, streaming),
+            ("prompt missing", {}, {}, 400, "prompt"),
+            ("prompt a string", {"prompt": "hi"}, {}, 400, "prompt"),
+            (
+                "a message without content",
+                {"prompt": [{"role": "user"}]},
+                {},
+                400,
+                "prompt[0].content",
+            ),
+            (
+                "a provider tool",
+                {**valid, "tools": [{"type": "provider", "id": "a.b"}]},
+                {},
+                400,
+                "tools[0]",
+            ),
+        ]
     if path == CHAT:
         common += [
             ("messages missing", {"model": "sim/gpt-4o"}, {}, 400, "messages"),

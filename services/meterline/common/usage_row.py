@@ -25,7 +25,7 @@ from meterline.common.pricing import MONEY_SCALE
 if TYPE_CHECKING:
     from meterline.common.events import UsageEvent
 
-API_SURFACES: Final = frozenset({"chat_completions", "responses", "messages"})
+API_SURFACES: Final = frozenset({"chat_completions", "responses", "messages", "language_model"})
 CREDENTIAL_TYPES: Final = frozenset({"system", "byok"})
 STATUSES: Final = frozenset({"success", "error", "client_disconnected"})
 

@@ -24,7 +24,13 @@ from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.route_prices import ListPrices
 from meterline.ingress.route_stats import MeasuringPublisher, RouteStats
-from meterline.ingress.routers import chat_completions, messages, models, responses
+from meterline.ingress.routers import (
+    chat_completions,
+    language_model,
+    messages,
+    models,
+    responses,
+)
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import ProviderClient
@@ -76,6 +82,7 @@ def create_app(
                     anthropic=AnthropicWire(upstream),
                     completions_router=router("openai", ("anthropic",)),
                     upstream=upstream,
+                    language_model_router=router("openai", ("anthropic",)),
                 )
                 try:
                     yield
@@ -100,6 +107,7 @@ def create_app(
     app.include_router(responses.router)
     app.include_router(messages.router)
     app.include_router(models.router)
+    app.include_router(language_model.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> Response:

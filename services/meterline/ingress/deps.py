@@ -40,6 +40,8 @@ class Gateway:
     """Routes for Chat Completions: the OpenAI wire, and the Anthropic wire through
     ``translate``."""
     upstream: Upstream
+    language_model_router: Router
+    """Routes for the AI SDK's language models: both wires, each through ``translate``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,10 @@
 """Errors the ingress answers with, in the format of the API surface that was called:
 OpenAI's ``{"error": {"message", "type", "param", "code"}}`` (the SDKs read ``message`` and
 ``code``) everywhere, except Anthropic's ``{"type": "error", "error": {"type", "message"}}``
-under ``/v1/messages``, whose SDK reads that.
+under ``/v1/messages``, whose SDK reads that, and under ``/v3/ai/`` the AI SDK gateway
+provider's: the same object as OpenAI's, but its ``type`` picks the error class the SDK
+raises (``LANGUAGE_MODEL_ERROR_TYPES``), and a missing model's ``param`` is
+``{"modelId": ...}``.
 
 Routes raise these; one handler turns each into its status and body."""
 
@@ -78,6 +81,65 @@ def anthropic_error_response(
     )
 
 
+LANGUAGE_MODEL_SURFACE: Final = "/v3/ai/"
+
+LANGUAGE_MODEL_ERROR_TYPES: Final[dict[int, str]] = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "forbidden",
+    404: "model_not_found",
+    413: "invalid_request_error",
+    424: "failed_dependency",
+    429: "rate_limit_exceeded",
+}
+"""The types ``@ai-sdk/gateway`` turns into its error classes (``GatewayAuthenticationError``,
+``GatewayModelNotFoundError`` ...); every 5xx is ``internal_server_error``."""
+
+
+def language_model_error_type(status: int) -> str:
+    return LANGUAGE_MODEL_ERROR_TYPES.get(
+        status, "internal_server_error" if status >= 500 else "invalid_request_error"
+    )
+
+
+def language_model_error_body(
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    param: object = None,
+    code: str | None = None,
+) -> bytes:
+    error = {
+        "message": message,
+        "type": type_ or language_model_error_type(status),
+        "param": param,
+        "code": code,
+    }
+    return json.dumps({"error": error}, ensure_ascii=False).encode()
+
+
+def language_model_error_response(
+    status: int,
+    message: str,
+    *,
+    type_: str | None = None,
+    param: object = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return Response(
+        language_model_error_body(status, message, type_=type_, param=param, code=code),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+    )
+
+
+def is_language_model_surface(path: str) -> bool:
+    return path.startswith(LANGUAGE_MODEL_SURFACE)
+
+
 def is_anthropic_surface(request: Request) -> bool:
     path: str = request.url.path
     return path == ANTHROPIC_SURFACE or path.startswith(ANTHROPIC_SURFACE + "/")
@@ -88,6 +150,8 @@ def refusal(path: str, status: int, message: str) -> Response:
     the surface at ``path``."""
     if path == ANTHROPIC_SURFACE or path.startswith(ANTHROPIC_SURFACE + "/"):
         return anthropic_error_response(status, message)
+    if is_language_model_surface(path):
+        return language_model_error_response(status, message)
     return error_response(status, message, "invalid_request_error")
 
 
@@ -111,6 +175,11 @@ class GatewayError(Exception):
     def anthropic_response(self) -> Response:
         return anthropic_error_response(self.status, self.message)
 
+    def language_model_response(self) -> Response:
+        return language_model_error_response(
+            self.status, self.message, param=self.param, code=self.code
+        )
+
 
 class BadRequest(GatewayError):
     status = 400
@@ -131,6 +200,28 @@ class Unauthorized(GatewayError):
         response.headers["www-authenticate"] = "Bearer"
         return response
 
+    def language_model_response(self) -> Response:
+        response = super().language_model_response()
+        response.headers["www-authenticate"] = "Bearer"
+        return response
+
+
+class NoSuchModel(GatewayError):
+    """A model no configured provider can be asked for, on the language-model surface: the
+    AI SDK raises ``GatewayModelNotFoundError`` with the model's id."""
+
+    status = 404
+    type = "invalid_request_error"
+
+    def __init__(self, message: str, model_id: str):
+        super().__init__(message, param="model", code="model_not_found")
+        self.model_id = model_id
+
+    def language_model_response(self) -> Response:
+        return language_model_error_response(
+            self.status, self.message, param={"modelId": self.model_id}, code=self.code
+        )
+
 
 class PayloadTooLarge(GatewayError):
     status = 413
@@ -142,6 +233,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, GatewayError)
         if is_anthropic_surface(request):
             return error.anthropic_response()
+        if is_language_model_surface(request.url.path):
+            return error.language_model_response()
         return error.response()
 
     async def http_error(request: Request, error: Exception) -> Response:
@@ -150,6 +243,12 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(error.headers) if error.headers else None
         if is_anthropic_surface(request):
             return anthropic_error_response(error.status_code, str(error.detail), headers)
+        if is_language_model_surface(request.url.path):
+            # An unknown path or method is the request's fault, whatever its status.
+            kind = "invalid_request_error" if error.status_code < 500 else None
+            return language_model_error_response(
+                error.status_code, str(error.detail), type_=kind, headers=headers
+            )
         return error_response(
             error.status_code, str(error.detail), "invalid_request_error", headers=headers
         )
@@ -158,6 +257,8 @@ def install_error_handlers(app: FastAPI) -> None:
         # Starlette re-raises after this answer, so the server logs the traceback once.
         if is_anthropic_surface(request):
             return anthropic_error_response(500, "internal gateway error")
+        if is_language_model_surface(request.url.path):
+            return language_model_error_response(500, "internal gateway error")
         return error_response(500, "internal gateway error", "server_error")
 
     app.add_exception_handler(GatewayError, gateway_error)

@@ -18,7 +18,7 @@ from meterline.common.bus import BusMessage
 from meterline.common.clickhouse import RAW_COLUMNS
 from meterline.common.codec import UsageEventCodec
 from meterline.common.config import GatewayConfig, PriceOverride, TeamConfig
-from meterline.common.events import UsageEvent
+from meterline.common.events import API_SURFACES, UsageEvent
 from meterline.common.pricing import GenaiPrices
 from meterline.consumer.decode import Decoder, Rejected
 from meterline.consumer.engine_write import ContainerUnreadable, EngineWriter
@@ -76,7 +76,7 @@ def varied_events(count: int, seed: int = 3) -> list[UsageEvent]:
                 event_id=event_id.upper() if i % 5 == 0 else event_id,
                 team_id=["acme", "globex", "initech", "nobody-configured"][i % 4],
                 api_key_name=rng.choice(["prod", "ci"]),
-                api_surface=rng.choice(["chat_completions", "responses", "messages"]),
+                api_surface=rng.choice(sorted(API_SURFACES)),
                 # Across an hour boundary, with microseconds to truncate.
                 started_at=START + timedelta(microseconds=rng.randint(0, 4_000_000)),
                 duration_ms=rng.randint(0, 2**32 - 1),

@@ -130,7 +130,8 @@ BAD = [
     (event(provider=""), "provider is empty"),
     (
         event(api_surface="grpc"),
-        "api_surface 'grpc' is not one of ['chat_completions', 'messages', 'responses']",
+        "api_surface 'grpc' is not one of "
+        "['chat_completions', 'language_model', 'messages', 'responses']",
     ),
     (
         event(credential_type="shared"),

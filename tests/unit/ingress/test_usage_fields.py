@@ -23,6 +23,13 @@ from meterline.ingress.translate.chat_via_anthropic.translation import (
     CHAT_USAGE_CANNOT_SAY,
     chat_usage,
 )
+from meterline.ingress.translate.language_model import usage_v3
+from meterline.ingress.translate.language_model_via_anthropic.translation import (
+    LANGUAGE_MODEL_USAGE_CANNOT_SAY as LANGUAGE_MODEL_VIA_ANTHROPIC_CANNOT_SAY,
+)
+from meterline.ingress.translate.language_model_via_openai.translation import (
+    LANGUAGE_MODEL_USAGE_CANNOT_SAY as LANGUAGE_MODEL_VIA_OPENAI_CANNOT_SAY,
+)
 from meterline.ingress.translate.messages_via_openai.translation import (
     MESSAGES_USAGE_CANNOT_SAY,
     anthropic_usage,
@@ -111,6 +118,14 @@ def test_each_carried_field_moves_the_event_field_it_names(wire: str, path: str)
     assert getattr(after, target) == getattr(before, target) + 7, (path, target)
 
 
+def v3_counts(usage: Usage | None) -> dict[str, Any]:
+    """The V3 usage a language-model client gets, without ``raw`` (the provider's usage
+    object, which says every field, the ones V3 has no field for too)."""
+    counts = usage_v3(usage or Usage())
+    del counts["raw"]
+    return counts
+
+
 TRANSLATIONS: dict[str, tuple[str, dict[str, str], Callable[[dict[str, Any]], Any]]] = {
     # A Chat Completions client of an Anthropic provider gets chat_usage(provider's usage).
     "chat completions via anthropic": ("messages", CHAT_USAGE_CANNOT_SAY, chat_usage),
@@ -119,6 +134,17 @@ TRANSLATIONS: dict[str, tuple[str, dict[str, str], Callable[[dict[str, Any]], An
         "chat completions",
         MESSAGES_USAGE_CANNOT_SAY,
         lambda usage: anthropic_usage(from_openai_usage(usage) or Usage()),
+    ),
+    # An AI SDK language-model client gets usage_v3(the event's), from either wire.
+    "language model via openai": (
+        "chat completions",
+        LANGUAGE_MODEL_VIA_OPENAI_CANNOT_SAY,
+        lambda usage: v3_counts(from_openai_usage(usage)),
+    ),
+    "language model via anthropic": (
+        "messages",
+        LANGUAGE_MODEL_VIA_ANTHROPIC_CANNOT_SAY,
+        lambda usage: v3_counts(from_anthropic_usage(usage)),
     ),
 }
 

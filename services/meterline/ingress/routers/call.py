@@ -58,9 +58,10 @@ async def begin(
     caller_of: Callable[[Request, Gateway], Caller] = authenticate,
     *,
     anthropic: bool = False,
+    model_header: str | None = None,
 ) -> Call:
-    """The caller, the body and its ``model``; on the Messages surface the
-    ``anthropic-version`` header too, before the body is read."""
+    """The caller, the body and its ``model`` (or the model named by ``model_header``); on
+    the Messages surface the ``anthropic-version`` header too, before the body is read."""
     # Both clocks first, so the duration includes reading the body. perf_counter for
     # durations: the wall clock may jump.
     started_at, started = datetime.now(UTC), time.perf_counter()
@@ -69,8 +70,12 @@ async def begin(
     if anthropic and not request.headers.get("anthropic-version", "").strip():
         raise BadRequest("anthropic-version: header is required", param="anthropic-version")
     body = await read_json_object(request, gateway.settings.max_request_body_bytes)
-    model = body.get("model")
+    model = request.headers.get(model_header) if model_header else body.get("model")
     if not isinstance(model, str) or not model:
+        if model_header:
+            raise BadRequest(
+                f"{model_header}: header is required ('provider/model')", param=model_header
+            )
         if anthropic:
             raise BadRequest("model: a string 'provider/model' is required", param="model")
         raise BadRequest("model is required: a string 'provider/model'", param="model")
