@@ -20,7 +20,6 @@ from collections import defaultdict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,9 +32,8 @@ from genai_prices import Usage, calc_price, extract_usage
 from openai.types import CompletionUsage
 from openai.types.responses import Response, ResponseCompletedEvent
 
-from meterline.common.config import hash_key, new_key
-from meterline.processes import free_port, meterline_process, wait_http
 from meterline.simulator.usage import request_digest
+from tests.support.surfaces import Stack, npm_installed, report, serve_stack, wait_for_requests
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.e2e]
 
@@ -47,15 +45,7 @@ COLUMNS = (
     "reasoning_tokens",
 )
 MONEY = Decimal("1e-12")
-PROVIDER_KEY_ENV = "SURFACES_PROVIDER_KEY"
 API_FLAVOR = {"chat_completions": "chat", "responses": "responses", "messages": "default"}
-
-
-@dataclass(frozen=True)
-class Stack:
-    url: str
-    key: str
-    other_key: str
 
 
 @dataclass
@@ -73,59 +63,10 @@ class Sent:
     market_cost: Decimal
 
 
-def write_config(path: Path, simulator: str, keys: dict[str, str]) -> None:
-    # The Anthropic base URL is written with /v1 here (the unit tests use the form without).
-    path.write_text(
-        f"""
-[[providers]]
-slug = "openai"
-wire = "openai"
-base_url = "{simulator}/v1"
-api_key_env = "{PROVIDER_KEY_ENV}"
-
-[[providers]]
-slug = "anthropic"
-wire = "anthropic"
-base_url = "{simulator}/v1"
-api_key_env = "{PROVIDER_KEY_ENV}"
-zero_data_retention = true
-"""
-        + "".join(
-            f'\n[[teams]]\nid = "{team}"\n[[teams.keys]]\nname = "sdk"\n'
-            f'sha256 = "{hash_key(key)}"\n'
-            for team, key in keys.items()
-        )
-    )
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("surfaces")
-    keys = {"acme": new_key(), "globex": new_key()}
-    simulator_port, gateway_port = free_port(), free_port()
-    config = directory / "meterline.toml"
-    write_config(config, f"http://127.0.0.1:{simulator_port}", keys)
-    env = {
-        **os.environ,
-        "METERLINE_CONFIG_FILE": str(config),
-        "METERLINE_DATA_DIR": str(directory / "data"),
-        "METERLINE_MAX_BATCH_SECONDS": "0.2",
-        PROVIDER_KEY_ENV: "sk-simulator",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.pop("CLICKHOUSE_URL", None)
-    logs = {name: directory / f"{name}.log" for name in ("simulator", "all-in-one")}
-    with (
-        meterline_process(
-            ["simulator", "--port", str(simulator_port)], env, logs["simulator"]
-        ) as sim,
-        meterline_process(
-            ["all-in-one", "--port", str(gateway_port)], env, logs["all-in-one"]
-        ) as gateway,
-    ):
-        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", sim, logs["simulator"])
-        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, logs["all-in-one"])
-        yield Stack(f"http://127.0.0.1:{gateway_port}", keys["acme"], keys["globex"])
+    with serve_stack(tmp_path_factory.mktemp("surfaces")) as served:
+        yield served
 
 
 def market_cost(provider: str, model: str, surface: str, usage: dict[str, Any]) -> Decimal:
@@ -308,34 +249,6 @@ def cached_system(model: str, writes: bool) -> Any:
         if (request_digest(body)[5] % 2 == 0) == writes:
             return system
     raise AssertionError("no variant found")
-
-
-def report(stack: Stack, key: str | None = None, **params: str) -> list[dict[str, Any]]:
-    today = datetime.now(UTC).date()
-    query = {
-        "start_date": (today - timedelta(days=1)).isoformat(),
-        "end_date": (today + timedelta(days=1)).isoformat(),
-        **params,
-    }
-    response = httpx.get(
-        f"{stack.url}/v1/report",
-        params=query,
-        headers={"Authorization": f"Bearer {key or stack.key}"},
-        timeout=10,
-    )
-    assert response.status_code == 200, response.text
-    rows: list[dict[str, Any]] = json.loads(response.text, parse_float=Decimal)["results"]
-    return rows
-
-
-def wait_for_requests(stack: Stack, count: int, **filters: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        rows = report(stack, group_by="user", **filters)
-        if sum(r["request_count"] for r in rows) >= count:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"the report did not reach {count} requests")
 
 
 def totals(rows: list[Sent], key: Any) -> dict[Any, dict[str, Any]]:
@@ -575,28 +488,8 @@ def calc_price_plain(provider: str, model: str, s: Sent) -> Decimal:
 AI_SDK = Path(__file__).parent / "ai_sdk"
 
 
-def ai_sdk_installed() -> str | None:
-    """Install the AI SDK client's locked packages once; None when ready, else why not."""
-    npm = shutil.which("npm")
-    if shutil.which("node") is None or npm is None:
-        return "Node.js and npm are not on the PATH"
-    if (AI_SDK / "node_modules" / "ai").is_dir():
-        return None
-    # Bounded: without a reachable registry, npm would otherwise retry for minutes.
-    command = [npm, "ci", "--no-audit", "--no-fund", "--fetch-timeout=30000", "--fetch-retries=1"]
-    try:
-        installed = subprocess.run(
-            command, cwd=AI_SDK, capture_output=True, text=True, timeout=180, check=False
-        )
-    except subprocess.TimeoutExpired:
-        return "npm ci did not finish in 180 s"
-    if installed.returncode != 0:
-        return f"npm ci failed: {installed.stderr[-2000:]}"
-    return None
-
-
 def test_the_ai_sdk_from_npm_on_every_surface_adds_up(stack: Stack) -> None:
-    reason = ai_sdk_installed()
+    reason = npm_installed(AI_SDK)
     if reason is not None:
         pytest.skip(reason)
     ran = subprocess.run(

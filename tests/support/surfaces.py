@@ -1,0 +1,137 @@
+"""What the SDK surface tests (``tests/integration/surfaces``) share: ``meterline
+all-in-one`` and the simulator as separate processes (``serve_stack``: the simulator is the
+provider ``openai`` on the OpenAI wire and ``anthropic`` on the Anthropic wire), the report
+as a client reads it, and the locked npm projects installed once (``npm_installed``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from meterline.common.config import hash_key, new_key
+from meterline.processes import free_port, meterline_process, wait_http
+
+PROVIDER_KEY_ENV = "SURFACES_PROVIDER_KEY"
+
+
+@dataclass(frozen=True)
+class Stack:
+    url: str
+    key: str
+    other_key: str
+
+
+def write_config(path: Path, simulator: str, keys: dict[str, str]) -> None:
+    # The Anthropic base URL is written with /v1 here (the unit tests use the form without).
+    path.write_text(
+        f"""
+[[providers]]
+slug = "openai"
+wire = "openai"
+base_url = "{simulator}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+
+[[providers]]
+slug = "anthropic"
+wire = "anthropic"
+base_url = "{simulator}/v1"
+api_key_env = "{PROVIDER_KEY_ENV}"
+zero_data_retention = true
+"""
+        + "".join(
+            f'\n[[teams]]\nid = "{team}"\n[[teams.keys]]\nname = "sdk"\n'
+            f'sha256 = "{hash_key(key)}"\n'
+            for team, key in keys.items()
+        )
+    )
+
+
+@contextmanager
+def serve_stack(directory: Path) -> Iterator[Stack]:
+    """The simulator and an all-in-one on it (embedded: chDB and the local log in
+    ``directory``), for teams ``acme`` (``key``) and ``globex`` (``other_key``)."""
+    keys = {"acme": new_key(), "globex": new_key()}
+    simulator_port, gateway_port = free_port(), free_port()
+    config = directory / "meterline.toml"
+    write_config(config, f"http://127.0.0.1:{simulator_port}", keys)
+    env = {
+        **os.environ,
+        "METERLINE_CONFIG_FILE": str(config),
+        "METERLINE_DATA_DIR": str(directory / "data"),
+        "METERLINE_MAX_BATCH_SECONDS": "0.2",
+        PROVIDER_KEY_ENV: "sk-simulator",
+    }
+    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    env.pop("CLICKHOUSE_URL", None)
+    logs = {name: directory / f"{name}.log" for name in ("simulator", "all-in-one")}
+    with (
+        meterline_process(
+            ["simulator", "--port", str(simulator_port)], env, logs["simulator"]
+        ) as sim,
+        meterline_process(
+            ["all-in-one", "--port", str(gateway_port)], env, logs["all-in-one"]
+        ) as gateway,
+    ):
+        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", sim, logs["simulator"])
+        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, logs["all-in-one"])
+        yield Stack(f"http://127.0.0.1:{gateway_port}", keys["acme"], keys["globex"])
+
+
+def report(stack: Stack, key: str | None = None, **params: str) -> list[dict[str, Any]]:
+    today = datetime.now(UTC).date()
+    query = {
+        "start_date": (today - timedelta(days=1)).isoformat(),
+        "end_date": (today + timedelta(days=1)).isoformat(),
+        **params,
+    }
+    response = httpx.get(
+        f"{stack.url}/v1/report",
+        params=query,
+        headers={"Authorization": f"Bearer {key or stack.key}"},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    rows: list[dict[str, Any]] = json.loads(response.text, parse_float=Decimal)["results"]
+    return rows
+
+
+def wait_for_requests(stack: Stack, count: int, **filters: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = report(stack, group_by="user", **filters)
+        if sum(r["request_count"] for r in rows) >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the report did not reach {count} requests")
+
+
+def npm_installed(project: Path) -> str | None:
+    """Install the npm project's locked packages once; None when ready, else why not."""
+    npm = shutil.which("npm")
+    if shutil.which("node") is None or npm is None:
+        return "Node.js and npm are not on the PATH"
+    if (project / "node_modules" / "ai").is_dir():
+        return None
+    # Bounded: without a reachable registry, npm would otherwise retry for minutes.
+    command = [npm, "ci", "--no-audit", "--no-fund", "--fetch-timeout=30000", "--fetch-retries=1"]
+    try:
+        installed = subprocess.run(
+            command, cwd=project, capture_output=True, text=True, timeout=180, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "npm ci did not finish in 180 s"
+    if installed.returncode != 0:
+        return f"npm ci failed: {installed.stderr[-2000:]}"
+    return None
