@@ -111,6 +111,10 @@ def make_events() -> list[Event]:
                 status="success" if n % 9 else "error",
                 # Mostly one provider's, but not only: the rollups must keep it apart.
                 zero_data_retention=provider == "anthropic" or n % 10 == 0,
+                # Some streamed, with a first token before the end, and web searches.
+                extra={"streamed": True, "time_to_first_token_ms": 40 + n, "web_searches": n % 4}
+                if n % 3 == 1
+                else {},
             )
         )
     return events
@@ -127,15 +131,15 @@ def raw_row(e: Event) -> list[Any]:
         e.api_key_name,
         "chat_completions",
         e.started_at,
-        120,
-        None,
+        120 + e.event_id.int,
+        e.extra.get("time_to_first_token_ms"),
         e.user_id,
         list(e.tags),
         f"{e.provider}/{e.model}",
         e.model,
         e.provider,
         e.credential_type,
-        False,
+        e.extra.get("streamed", False),
         e.status,
         200 if e.status == "success" else 502,
         "stop",
@@ -148,7 +152,7 @@ def raw_row(e: Event) -> list[Any]:
         e.tokens["reasoning_tokens"],
         0,
         0,
-        0,
+        e.extra.get("web_searches", 0),
         e.zero_data_retention,
         e.market_cost,
         e.total_cost,
@@ -492,17 +496,21 @@ def test_a_team_never_sees_another_teams_rows(api: TestClient) -> None:
     assert got(rows, ["tag", "user"]) == want
 
 
+def generation(api: TestClient, event_id: uuid.UUID, team: str = "acme") -> Any:
+    response = api.get(
+        "/v1/generation",
+        params={"id": str(event_id)},
+        headers={"Authorization": f"Bearer {KEYS[team]}"},
+    )
+    assert response.status_code == 200, response.text
+    return json.loads(response.text, parse_float=Decimal)
+
+
 def test_generation_returns_one_request_of_the_callers_team(api: TestClient) -> None:
     event = next(
         e for e in EVENTS if e.team_id == "acme" and e.credential_type == "system" and e.tags
     )
-    response = api.get(
-        "/v1/generation",
-        params={"id": str(event.event_id)},
-        headers={"Authorization": f"Bearer {KEYS['acme']}"},
-    )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text, parse_float=Decimal)
+    body = generation(api, event.event_id)
     assert body["id"] == str(event.event_id)
     assert Decimal(str(body["market_cost"])) == event.market_cost
     assert Decimal(str(body["total_cost"])) == event.total_cost
@@ -528,6 +536,84 @@ def test_generation_returns_one_request_of_the_callers_team(api: TestClient) -> 
     assert missing.json() == {
         "error": {**foreign.json()["error"], "message": missing.json()["error"]["message"]}
     }
+
+
+GATEWAY_GENERATION_FIELDS = {
+    "id",
+    "total_cost",
+    "upstream_inference_cost",
+    "usage",
+    "created_at",
+    "model",
+    "is_byok",
+    "provider_name",
+    "streamed",
+    "finish_reason",
+    "latency",
+    "generation_time",
+    "native_tokens_prompt",
+    "native_tokens_completion",
+    "native_tokens_reasoning",
+    "native_tokens_cached",
+    "native_tokens_cache_creation",
+    "billable_web_search_calls",
+}
+"""What the AI SDK's gateway provider reads under ``data`` (@ai-sdk/gateway 3.0.232,
+gatewayGenerationInfoResponseSchema)."""
+
+
+def expected_gateway_fields(e: Event) -> dict[str, Any]:
+    byok = e.credential_type == "byok"
+    duration = 120 + e.event_id.int
+    return {
+        "id": str(e.event_id),
+        "total_cost": e.total_cost,
+        "upstream_inference_cost": e.market_cost if byok else 0,
+        "usage": e.total_cost,
+        "created_at": e.started_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "model": e.model,
+        "is_byok": byok,
+        "provider_name": e.provider,
+        "streamed": e.extra.get("streamed", False),
+        "finish_reason": "stop",
+        "latency": e.extra.get("time_to_first_token_ms", duration),
+        "generation_time": duration,
+        "native_tokens_prompt": e.tokens["input_tokens"],
+        "native_tokens_completion": e.tokens["output_tokens"],
+        "native_tokens_reasoning": e.tokens["reasoning_tokens"],
+        "native_tokens_cached": e.tokens["cached_input_tokens"],
+        "native_tokens_cache_creation": e.tokens["cache_creation_input_tokens"],
+        "billable_web_search_calls": e.extra.get("web_searches", 0),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["system, streamed, web searches", "byok, not streamed", "byok, streamed", "unpriced"],
+)
+def test_generation_data_has_the_gateway_providers_fields(api: TestClient, kind: str) -> None:
+    """Under ``data``: the request's own fields again, and the AI SDK's, each from the raw
+    row: costs (BYOK's market cost upstream), times (first token, or the whole duration
+    when not streamed) and token counts in Meterline's convention."""
+    picks: dict[str, Callable[[Event], bool]] = {
+        "system, streamed, web searches": lambda e: (
+            e.credential_type == "system" and e.extra.get("web_searches", 0) > 0
+        ),
+        "byok, not streamed": lambda e: (
+            e.credential_type == "byok" and not e.extra and e.market_cost > 0
+        ),
+        "byok, streamed": lambda e: e.credential_type == "byok" and bool(e.extra),
+        "unpriced": lambda e: not e.price_known,
+    }
+    pick = picks[kind]
+    event = next(e for e in EVENTS if e.team_id == "acme" and pick(e))
+    body = generation(api, event.event_id)
+    data = body.pop("data")
+    assert {name: data[name] for name in GATEWAY_GENERATION_FIELDS} == expected_gateway_fields(
+        event
+    )
+    # Every field of the top level is under data too, with the same value.
+    assert {name: data[name] for name in body} == body
 
 
 def test_authentication_and_bad_parameters(api: TestClient) -> None:
