@@ -9,7 +9,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -184,10 +184,19 @@ def insert(client: Client, events: list[Event], token: str, before_v2: bool = Fa
     )
 
 
+ACME_CREDIT = Decimal("250.125")
+CREDITS: dict[str, Decimal | None] = {"acme": ACME_CREDIT, "globex": None}
+"""Prepaid credit per team: acme has one, globex none."""
+
+
 def config() -> GatewayConfig:
     return GatewayConfig(
         teams=[
-            TeamConfig(id=team, keys=[GatewayKey(name="reports", sha256=hash_key(key))])
+            TeamConfig(
+                id=team,
+                keys=[GatewayKey(name="reports", sha256=hash_key(key))],
+                credit_usd=CREDITS[team],
+            )
             for team, key in KEYS.items()
         ]
     )
@@ -616,6 +625,68 @@ def test_generation_data_has_the_gateway_providers_fields(api: TestClient, kind:
     assert {name: data[name] for name in body} == body
 
 
+def credits(api: TestClient, team: str, **params: str) -> Any:
+    response = api.get(
+        "/v1/credits", params=params, headers={"Authorization": f"Bearer {KEYS[team]}"}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("team", list(KEYS))
+def test_credits_are_the_teams_credit_minus_its_total_cost(api: TestClient, team: str) -> None:
+    """acme has a prepaid credit, globex none (its balance is minus what it used). BYOK
+    requests cost the team nothing, so they use no credit."""
+    own = [e for e in EVENTS if e.team_id == team]
+    used = sum((e.total_cost for e in own if e.credential_type == "system"), Decimal(0))
+    assert any(e.credential_type == "byok" and e.market_cost > 0 for e in own)
+    credit = CREDITS[team]
+    body = credits(api, team)
+    assert {name: Decimal(body[name]) for name in ("balance", "total_used")} == {
+        "balance": (credit or Decimal(0)) - used,
+        "total_used": used,
+    }
+    assert body["credit_usd"] == (None if credit is None else str(credit))
+    assert body["unpriced_request_count"] == sum(not e.price_known for e in own) > 0
+
+
+def test_credits_count_every_day_from_the_rollups(
+    clickhouse: Client, clickhouse_factory: Callable[[], Client]
+) -> None:
+    """All time, not a range: requests from years ago count. And from a rollup: with the
+    raw table emptied, the answer is the same."""
+    years_ago = [
+        replace(
+            e, event_id=uuid.UUID(int=10_000 + n), started_at=e.started_at - timedelta(days=1200)
+        )
+        for n, e in enumerate(EVENTS)
+    ]
+    insert(clickhouse, EVENTS, "now")
+    insert(clickhouse, years_ago, "years ago")
+    clickhouse.command("TRUNCATE TABLE usage_events")
+    app = create_app(QuerySettings(), client_factory=clickhouse_factory, config=config())
+    with TestClient(app) as api:
+        body = credits(api, "acme")
+    used = 2 * sum((e.total_cost for e in EVENTS if e.team_id == "acme"), Decimal(0))
+    assert Decimal(body["total_used"]) == used
+    assert Decimal(body["balance"]) == ACME_CREDIT - used < 0
+
+
+def test_credits_refuse_parameters_and_strangers(api: TestClient) -> None:
+    response = api.get("/v1/credits")
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    response = api.get("/v1/credits", headers={"Authorization": "Bearer ml_wrong"})
+    assert response.status_code == 401
+    response = api.get(
+        "/v1/credits",
+        params={"team": "globex"},
+        headers={"Authorization": f"Bearer {KEYS['acme']}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "team"
+
+
 def test_authentication_and_bad_parameters(api: TestClient) -> None:
     response = api.get("/v1/report", params={"start_date": "2026-03-01", "end_date": "2026-03-01"})
     assert response.status_code == 401
@@ -643,13 +714,10 @@ def test_the_warehouse_down_is_a_503(clickhouse_factory: Callable[[], Client]) -
 
     app = create_app(QuerySettings(), client_factory=unreachable, config=config())
     with TestClient(app) as client:
-        response = client.get(
-            "/v1/report",
-            params={"start_date": "2026-03-01", "end_date": "2026-03-01"},
-            headers={"Authorization": f"Bearer {KEYS['acme']}"},
-        )
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["type"] == "service_unavailable"
+        for path in ("/v1/report?start_date=2026-03-01&end_date=2026-03-01", "/v1/credits"):
+            response = client.get(path, headers={"Authorization": f"Bearer {KEYS['acme']}"})
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["type"] == "service_unavailable"
 
 
 def raw_sums(client: Client, table: str, where: str = "") -> list[tuple[Any, ...]]:
