@@ -397,6 +397,20 @@ def test_filters_apply_before_grouping(api: TestClient, name: str, grouping: str
     assert got(rows, fields) == expected(key, keep=keep)
 
 
+def test_the_gateway_provider_gets_rows_without_a_user_key_for_no_user(api: TestClient) -> None:
+    """The AI SDK's row schema takes ``user`` as a string or absent, not null."""
+    response = api.get(
+        "/v1/report",
+        params={"start_date": "2026-02-28", "end_date": "2026-03-03", "group_by": "day,user"},
+        headers={"Authorization": f"Bearer {KEYS['acme']}", "ai-gateway-protocol-version": "0.0.1"},
+    )
+    assert response.status_code == 200, response.text
+    rows = json.loads(response.text, parse_float=Decimal)["results"]
+    plain = get(api, group_by="day,user")["results"]
+    assert [r for r in plain if r["user"] is None]
+    assert rows == [{k: v for k, v in r.items() if not (k == "user" and v is None)} for r in plain]
+
+
 def test_unpriced_requests_are_counted_not_free(api: TestClient) -> None:
     rows = get(api, group_by="model")["results"]
     mystery = next(r for r in rows if r["model"] == "mystery-7b")
