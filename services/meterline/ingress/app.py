@@ -24,7 +24,7 @@ from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.route_prices import ListPrices
 from meterline.ingress.route_stats import MeasuringPublisher, RouteStats
-from meterline.ingress.routers import chat_completions, messages, models, responses
+from meterline.ingress.routers import chat_completions, gateway_config, messages, models, responses
 from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import ProviderClient
@@ -97,6 +97,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(HeaderSizeLimit, refusal=refusal)
     app.include_router(chat_completions.router)
+    app.include_router(gateway_config.router)
     app.include_router(responses.router)
     app.include_router(messages.router)
     app.include_router(models.router)
