@@ -114,6 +114,10 @@ class TeamConfig(_Strict):
     zero_data_retention: bool = False
     """Every request of this team requires zero data retention: it goes only to providers
     marked ``zero_data_retention``, as if it asked for it itself."""
+    credit_usd: Decimal | None = Field(default=None, ge=0)
+    """What the team has paid in advance, in USD. ``GET /v1/credits`` answers it minus the
+    team's total cost so far; the gateway never refuses a request because it is spent.
+    None: no prepaid credit (the balance is then minus the total cost)."""
 
     def price_override(self, provider: str, model: str) -> PriceOverride | None:
         return next((o for o in self.price_overrides if o.matches(provider, model)), None)

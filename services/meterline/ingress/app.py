@@ -26,6 +26,7 @@ from meterline.ingress.route_prices import ListPrices
 from meterline.ingress.route_stats import MeasuringPublisher, RouteStats
 from meterline.ingress.routers import (
     chat_completions,
+    gateway_config,
     language_model,
     messages,
     models,
@@ -104,6 +105,7 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(HeaderSizeLimit, refusal=refusal)
     app.include_router(chat_completions.router)
+    app.include_router(gateway_config.router)
     app.include_router(responses.router)
     app.include_router(messages.router)
     app.include_router(models.router)

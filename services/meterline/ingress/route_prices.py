@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterline.common.config import GatewayConfig
-from meterline.common.pricing import GenaiPrices, PerMillionRates, PriceSource
+from meterline.common.pricing import GenaiPrices, MarketRates, PerMillionRates, PriceSource
 
 SECONDS_PER_DAY = 86_400
 
@@ -73,6 +73,13 @@ class ListPrices:
     @classmethod
     def from_config(cls, config: GatewayConfig) -> ListPrices:
         return cls(lambda: GenaiPrices(config.price_aliases()))
+
+    def rates(self, provider: str, model: str, at: datetime) -> MarketRates | None:
+        """The list price's rates at ``at``; None until the price source is loaded. Resolving
+        a model's price the first time in an hour costs milliseconds: call it off the event
+        loop for more than a few models."""
+        source = self._source
+        return None if source is None else source.market_rates(provider, model, at)
 
     def blended(self, provider: str, model: str, now: datetime) -> Decimal | None:
         """Input plus output USD per million tokens at list price; None: unknown or tiered."""

@@ -81,6 +81,11 @@ class Router:
         self._stats = stats or RouteStats()
 
     @property
+    def prices(self) -> ListPrices:
+        """The list prices ``sort: "price"`` ranks by (one per process, see ``__init__``)."""
+        return self._prices
+
+    @property
     def slugs(self) -> list[str]:
         return sorted(self._providers)
 

@@ -9,7 +9,7 @@ import json
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -111,6 +111,10 @@ def make_events() -> list[Event]:
                 status="success" if n % 9 else "error",
                 # Mostly one provider's, but not only: the rollups must keep it apart.
                 zero_data_retention=provider == "anthropic" or n % 10 == 0,
+                # Some streamed, with a first token before the end, and web searches.
+                extra={"streamed": True, "time_to_first_token_ms": 40 + n, "web_searches": n % 4}
+                if n % 3 == 1
+                else {},
             )
         )
     return events
@@ -127,15 +131,15 @@ def raw_row(e: Event) -> list[Any]:
         e.api_key_name,
         "chat_completions",
         e.started_at,
-        120,
-        None,
+        120 + e.event_id.int,
+        e.extra.get("time_to_first_token_ms"),
         e.user_id,
         list(e.tags),
         f"{e.provider}/{e.model}",
         e.model,
         e.provider,
         e.credential_type,
-        False,
+        e.extra.get("streamed", False),
         e.status,
         200 if e.status == "success" else 502,
         "stop",
@@ -148,7 +152,7 @@ def raw_row(e: Event) -> list[Any]:
         e.tokens["reasoning_tokens"],
         0,
         0,
-        0,
+        e.extra.get("web_searches", 0),
         e.zero_data_retention,
         e.market_cost,
         e.total_cost,
@@ -180,10 +184,19 @@ def insert(client: Client, events: list[Event], token: str, before_v2: bool = Fa
     )
 
 
+ACME_CREDIT = Decimal("250.125")
+CREDITS: dict[str, Decimal | None] = {"acme": ACME_CREDIT, "globex": None}
+"""Prepaid credit per team: acme has one, globex none."""
+
+
 def config() -> GatewayConfig:
     return GatewayConfig(
         teams=[
-            TeamConfig(id=team, keys=[GatewayKey(name="reports", sha256=hash_key(key))])
+            TeamConfig(
+                id=team,
+                keys=[GatewayKey(name="reports", sha256=hash_key(key))],
+                credit_usd=CREDITS[team],
+            )
             for team, key in KEYS.items()
         ]
     )
@@ -384,6 +397,20 @@ def test_filters_apply_before_grouping(api: TestClient, name: str, grouping: str
     assert got(rows, fields) == expected(key, keep=keep)
 
 
+def test_the_gateway_provider_gets_rows_without_a_user_key_for_no_user(api: TestClient) -> None:
+    """The AI SDK's row schema takes ``user`` as a string or absent, not null."""
+    response = api.get(
+        "/v1/report",
+        params={"start_date": "2026-02-28", "end_date": "2026-03-03", "group_by": "day,user"},
+        headers={"Authorization": f"Bearer {KEYS['acme']}", "ai-gateway-protocol-version": "0.0.1"},
+    )
+    assert response.status_code == 200, response.text
+    rows = json.loads(response.text, parse_float=Decimal)["results"]
+    plain = get(api, group_by="day,user")["results"]
+    assert [r for r in plain if r["user"] is None]
+    assert rows == [{k: v for k, v in r.items() if not (k == "user" and v is None)} for r in plain]
+
+
 def test_unpriced_requests_are_counted_not_free(api: TestClient) -> None:
     rows = get(api, group_by="model")["results"]
     mystery = next(r for r in rows if r["model"] == "mystery-7b")
@@ -492,17 +519,21 @@ def test_a_team_never_sees_another_teams_rows(api: TestClient) -> None:
     assert got(rows, ["tag", "user"]) == want
 
 
+def generation(api: TestClient, event_id: uuid.UUID, team: str = "acme") -> Any:
+    response = api.get(
+        "/v1/generation",
+        params={"id": str(event_id)},
+        headers={"Authorization": f"Bearer {KEYS[team]}"},
+    )
+    assert response.status_code == 200, response.text
+    return json.loads(response.text, parse_float=Decimal)
+
+
 def test_generation_returns_one_request_of_the_callers_team(api: TestClient) -> None:
     event = next(
         e for e in EVENTS if e.team_id == "acme" and e.credential_type == "system" and e.tags
     )
-    response = api.get(
-        "/v1/generation",
-        params={"id": str(event.event_id)},
-        headers={"Authorization": f"Bearer {KEYS['acme']}"},
-    )
-    assert response.status_code == 200, response.text
-    body = json.loads(response.text, parse_float=Decimal)
+    body = generation(api, event.event_id)
     assert body["id"] == str(event.event_id)
     assert Decimal(str(body["market_cost"])) == event.market_cost
     assert Decimal(str(body["total_cost"])) == event.total_cost
@@ -528,6 +559,146 @@ def test_generation_returns_one_request_of_the_callers_team(api: TestClient) -> 
     assert missing.json() == {
         "error": {**foreign.json()["error"], "message": missing.json()["error"]["message"]}
     }
+
+
+GATEWAY_GENERATION_FIELDS = {
+    "id",
+    "total_cost",
+    "upstream_inference_cost",
+    "usage",
+    "created_at",
+    "model",
+    "is_byok",
+    "provider_name",
+    "streamed",
+    "finish_reason",
+    "latency",
+    "generation_time",
+    "native_tokens_prompt",
+    "native_tokens_completion",
+    "native_tokens_reasoning",
+    "native_tokens_cached",
+    "native_tokens_cache_creation",
+    "billable_web_search_calls",
+}
+"""What the AI SDK's gateway provider reads under ``data`` (@ai-sdk/gateway 3.0.232,
+gatewayGenerationInfoResponseSchema)."""
+
+
+def expected_gateway_fields(e: Event) -> dict[str, Any]:
+    byok = e.credential_type == "byok"
+    duration = 120 + e.event_id.int
+    return {
+        "id": str(e.event_id),
+        "total_cost": e.total_cost,
+        "upstream_inference_cost": e.market_cost if byok else 0,
+        "usage": e.total_cost,
+        "created_at": e.started_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+        "model": e.model,
+        "is_byok": byok,
+        "provider_name": e.provider,
+        "streamed": e.extra.get("streamed", False),
+        "finish_reason": "stop",
+        "latency": e.extra.get("time_to_first_token_ms", duration),
+        "generation_time": duration,
+        "native_tokens_prompt": e.tokens["input_tokens"],
+        "native_tokens_completion": e.tokens["output_tokens"],
+        "native_tokens_reasoning": e.tokens["reasoning_tokens"],
+        "native_tokens_cached": e.tokens["cached_input_tokens"],
+        "native_tokens_cache_creation": e.tokens["cache_creation_input_tokens"],
+        "billable_web_search_calls": e.extra.get("web_searches", 0),
+    }
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["system, streamed, web searches", "byok, not streamed", "byok, streamed", "unpriced"],
+)
+def test_generation_data_has_the_gateway_providers_fields(api: TestClient, kind: str) -> None:
+    """Under ``data``: the request's own fields again, and the AI SDK's, each from the raw
+    row: costs (BYOK's market cost upstream), times (first token, or the whole duration
+    when not streamed) and token counts in Meterline's convention."""
+    picks: dict[str, Callable[[Event], bool]] = {
+        "system, streamed, web searches": lambda e: (
+            e.credential_type == "system" and e.extra.get("web_searches", 0) > 0
+        ),
+        "byok, not streamed": lambda e: (
+            e.credential_type == "byok" and not e.extra and e.market_cost > 0
+        ),
+        "byok, streamed": lambda e: e.credential_type == "byok" and bool(e.extra),
+        "unpriced": lambda e: not e.price_known,
+    }
+    pick = picks[kind]
+    event = next(e for e in EVENTS if e.team_id == "acme" and pick(e))
+    body = generation(api, event.event_id)
+    data = body.pop("data")
+    assert {name: data[name] for name in GATEWAY_GENERATION_FIELDS} == expected_gateway_fields(
+        event
+    )
+    # Every field of the top level is under data too, with the same value.
+    assert {name: data[name] for name in body} == body
+
+
+def credits(api: TestClient, team: str, **params: str) -> Any:
+    response = api.get(
+        "/v1/credits", params=params, headers={"Authorization": f"Bearer {KEYS[team]}"}
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+@pytest.mark.parametrize("team", list(KEYS))
+def test_credits_are_the_teams_credit_minus_its_total_cost(api: TestClient, team: str) -> None:
+    """acme has a prepaid credit, globex none (its balance is minus what it used). BYOK
+    requests cost the team nothing, so they use no credit."""
+    own = [e for e in EVENTS if e.team_id == team]
+    used = sum((e.total_cost for e in own if e.credential_type == "system"), Decimal(0))
+    assert any(e.credential_type == "byok" and e.market_cost > 0 for e in own)
+    credit = CREDITS[team]
+    body = credits(api, team)
+    assert {name: Decimal(body[name]) for name in ("balance", "total_used")} == {
+        "balance": (credit or Decimal(0)) - used,
+        "total_used": used,
+    }
+    assert body["credit_usd"] == (None if credit is None else str(credit))
+    assert body["unpriced_request_count"] == sum(not e.price_known for e in own) > 0
+
+
+def test_credits_count_every_day_from_the_rollups(
+    clickhouse: Client, clickhouse_factory: Callable[[], Client]
+) -> None:
+    """All time, not a range: requests from years ago count. And from a rollup: with the
+    raw table emptied, the answer is the same."""
+    years_ago = [
+        replace(
+            e, event_id=uuid.UUID(int=10_000 + n), started_at=e.started_at - timedelta(days=1200)
+        )
+        for n, e in enumerate(EVENTS)
+    ]
+    insert(clickhouse, EVENTS, "now")
+    insert(clickhouse, years_ago, "years ago")
+    clickhouse.command("TRUNCATE TABLE usage_events")
+    app = create_app(QuerySettings(), client_factory=clickhouse_factory, config=config())
+    with TestClient(app) as api:
+        body = credits(api, "acme")
+    used = 2 * sum((e.total_cost for e in EVENTS if e.team_id == "acme"), Decimal(0))
+    assert Decimal(body["total_used"]) == used
+    assert Decimal(body["balance"]) == ACME_CREDIT - used < 0
+
+
+def test_credits_refuse_parameters_and_strangers(api: TestClient) -> None:
+    response = api.get("/v1/credits")
+    assert response.status_code == 401
+    assert response.json()["error"]["type"] == "authentication_error"
+    response = api.get("/v1/credits", headers={"Authorization": "Bearer ml_wrong"})
+    assert response.status_code == 401
+    response = api.get(
+        "/v1/credits",
+        params={"team": "globex"},
+        headers={"Authorization": f"Bearer {KEYS['acme']}"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "team"
 
 
 def test_authentication_and_bad_parameters(api: TestClient) -> None:
@@ -557,13 +728,10 @@ def test_the_warehouse_down_is_a_503(clickhouse_factory: Callable[[], Client]) -
 
     app = create_app(QuerySettings(), client_factory=unreachable, config=config())
     with TestClient(app) as client:
-        response = client.get(
-            "/v1/report",
-            params={"start_date": "2026-03-01", "end_date": "2026-03-01"},
-            headers={"Authorization": f"Bearer {KEYS['acme']}"},
-        )
-    assert response.status_code == 503, response.text
-    assert response.json()["error"]["type"] == "service_unavailable"
+        for path in ("/v1/report?start_date=2026-03-01&end_date=2026-03-01", "/v1/credits"):
+            response = client.get(path, headers={"Authorization": f"Bearer {KEYS['acme']}"})
+            assert response.status_code == 503, response.text
+            assert response.json()["error"]["type"] == "service_unavailable"
 
 
 def raw_sums(client: Client, table: str, where: str = "") -> list[tuple[Any, ...]]:

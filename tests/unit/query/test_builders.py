@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 
 from meterline.query.builders import (
+    build_credits_query,
     build_generation_query,
     build_report_query,
     build_tag_report,
@@ -198,6 +199,19 @@ def test_every_builder_needs_a_team() -> None:
         build_report_query("", ReportQuery(**MARCH))
     with pytest.raises(ValueError, match="team"):
         build_generation_query("", UUID(int=1))
+    with pytest.raises(ValueError, match="team"):
+        build_credits_query("")
+
+
+def test_credits_sum_the_teams_model_rollup_over_all_time() -> None:
+    built = build_credits_query("acme")
+    assert built.sql == (
+        "SELECT sum(total_cost) AS total_cost,"
+        " sum(unpriced_request_count) AS unpriced_request_count\n"
+        "FROM usage_by_model_daily\n"
+        "WHERE team_id = {team_id:String}"
+    )
+    assert built.parameters == {"team_id": "acme"}
 
 
 def test_generation_is_looked_up_within_the_team() -> None:

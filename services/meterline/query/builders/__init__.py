@@ -3,6 +3,7 @@ server-side binding (``{name:Type}``); user input only ever travels as a paramet
 team is a required argument of every builder, so no query can leave out the tenant."""
 
 from meterline.query.builders.base import BuiltQuery, Source, choose_source
+from meterline.query.builders.credits import build_credits_query
 from meterline.query.builders.generation import build_generation_query
 from meterline.query.builders.report import build_report_query
 from meterline.query.builders.tags import build_tag_report
@@ -11,6 +12,7 @@ from meterline.query.builders.usage import build_usage_report
 __all__ = [
     "BuiltQuery",
     "Source",
+    "build_credits_query",
     "build_generation_query",
     "build_report_query",
     "build_tag_report",

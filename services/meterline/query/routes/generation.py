@@ -1,11 +1,17 @@
 """``GET /v1/generation?id=<event id>``: one request's facts and computed costs, so a
 report row can be reconciled with the requests behind it. Team-scoped: another team's id is
-a 404, exactly like an id that does not exist."""
+a 404, exactly like an id that does not exist.
+
+The body has the request's fields at the top level, and again under ``data`` together with
+the fields the AI SDK's gateway provider reads (``getGenerationInfo()``, whose schema reads
+``data`` only and drops the keys it does not know). Where both name a field (``id``,
+``total_cost``, ``model``, ``streamed``, ``finish_reason``) it has one value."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -23,8 +29,17 @@ router = APIRouter()
     "/v1/generation",
     responses={
         200: {
-            "description": "the request's facts and costs",
-            "content": {"application/json": {"schema": {"type": "object"}}},
+            "description": "the request's facts and costs; under data, again, with the"
+            " fields of the AI SDK gateway provider's generation info",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["id", "data"],
+                        "properties": {"data": {"type": "object"}},
+                    }
+                }
+            },
         },
         **error_responses(400, 401, 404, 503),
     },
@@ -59,10 +74,44 @@ async def generation(
     if not rows:
         raise NotFound(f"no generation with id {event_id} for this team")
     facts = dict(zip(columns, rows[0], strict=True))
-    return Response(to_json(_body(facts)), media_type="application/json")
+    body = _body(facts)
+    return Response(
+        to_json({**body, "data": {**body, **_gateway_fields(facts)}}),
+        media_type="application/json",
+    )
+
+
+def _gateway_fields(facts: dict[str, Any]) -> dict[str, Any]:
+    byok = facts["credential_type"] == "byok"
+    first_token = facts["time_to_first_token_ms"]
+    return {
+        "total_cost": facts["total_cost"],
+        # What the provider bills the key's owner; the gateway's own keys are paid through
+        # total_cost, so nothing is upstream of it.
+        "upstream_inference_cost": facts["market_cost"] if byok else Decimal(0),
+        "usage": facts["total_cost"],
+        "created_at": _utc_text(facts["started_at"]),
+        "model": facts["model"],
+        "is_byok": byok,
+        "provider_name": facts["provider"],
+        "streamed": facts["streamed"],
+        "finish_reason": facts["finish_reason"],
+        # An answer that was not streamed has its first token when it is all there.
+        "latency": facts["duration_ms"] if first_token is None else first_token,
+        "generation_time": facts["duration_ms"],
+        # In Meterline's convention: the prompt counts the cache reads and writes, the
+        # completion the reasoning.
+        "native_tokens_prompt": facts["input_tokens"],
+        "native_tokens_completion": facts["output_tokens"],
+        "native_tokens_reasoning": facts["reasoning_tokens"],
+        "native_tokens_cached": facts["cached_input_tokens"],
+        "native_tokens_cache_creation": facts["cache_creation_input_tokens"],
+        "billable_web_search_calls": facts["web_search_requests"],
+    }
 
 
 def _body(facts: dict[str, Any]) -> dict[str, Any]:
+    facts = dict(facts)
     body: dict[str, Any] = {"id": str(facts.pop("event_id"))}
     for name, value in facts.items():
         if name == "user_id":

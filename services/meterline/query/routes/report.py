@@ -25,6 +25,9 @@ from meterline.query.report_query import (
 router = APIRouter()
 
 NEXT_CURSOR_HEADER = "Meterline-Next-Cursor"
+GATEWAY_PROTOCOL_HEADER = "ai-gateway-protocol-version"
+"""Sent by the AI SDK's gateway provider (``getSpendReport()``), whose row schema takes
+``user`` as a string or absent, not null: for it, a row without a user has no ``user``."""
 
 
 def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> Any:
@@ -131,6 +134,10 @@ async def report(
         )
 
     rows = [_row(query, columns, raw) for raw in raw_rows]
+    if GATEWAY_PROTOCOL_HEADER in request.headers and "user" in query.group_by:
+        for row in rows:
+            if row["user"] is None:
+                del row["user"]
     if query.format == "csv":
         headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else {}
         body = to_csv([*query.fields(), *METRICS], rows)
