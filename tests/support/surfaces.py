@@ -118,7 +118,11 @@ def wait_for_requests(stack: Stack, count: int, **filters: str) -> None:
 
 
 def npm_installed(project: Path) -> str | None:
-    """Install the npm project's locked packages once; None when ready, else why not."""
+    """Install the npm project's locked packages once; None when ready, else why not.
+
+    Only a machine without Node.js skips: an install that fails (a registry that does not
+    answer, a lock that no longer resolves) fails the test, so CI cannot pass without it.
+    """
     npm = shutil.which("npm")
     if shutil.which("node") is None or npm is None:
         return "Node.js and npm are not on the PATH"
@@ -130,8 +134,8 @@ def npm_installed(project: Path) -> str | None:
         installed = subprocess.run(
             command, cwd=project, capture_output=True, text=True, timeout=180, check=False
         )
-    except subprocess.TimeoutExpired:
-        return "npm ci did not finish in 180 s"
+    except subprocess.TimeoutExpired as timeout:
+        raise AssertionError(f"npm ci in {project} did not finish in 180 s") from timeout
     if installed.returncode != 0:
-        return f"npm ci failed: {installed.stderr[-2000:]}"
+        raise AssertionError(f"npm ci in {project} failed: {installed.stderr[-2000:]}")
     return None
