@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -146,13 +147,42 @@ def test_generation_ids(service: Service) -> None:
     assert {200, 400, 404} <= statuses
 
 
-def test_authorization_headers(service: Service) -> None:
-    strategy = operation_strategy(service, "/v1/report")
+def test_credits(service: Service) -> None:
+    strategy = operation_strategy(service, "/v1/credits")
+    answers: dict[str, set[tuple[str, str]]] = {team: set() for team in TEAMS}
+
+    @FUZZ_HTTP
+    @given(case=strategy, team=st.sampled_from(TEAMS))
+    def run(case: Any, team: str) -> None:
+        response = case.call(headers={"Authorization": f"Bearer {service.keys[team]}"})
+        assert_in_our_format(response)
+        case.validate_response(response, checks=CHECKS)
+        # It takes no parameters: whatever else a request carries, the team's credits.
+        assert response.status_code == 200, response.text
+        body = response.json()
+        answers[team].add((body["balance"], body["total_used"]))
+
+    run()
+    # One answer per team whatever was sent; no credit configured, so the balance is minus
+    # what was used, and the teams' totals differ.
+    for team, seen in answers.items():
+        assert len(seen) == 1, (team, seen)
+        [(balance, used)] = seen
+        assert Decimal(balance) == -Decimal(used), team
+    assert len({next(iter(seen)) for seen in answers.values()}) == len(TEAMS)
+
+
+@pytest.mark.parametrize("path", ["/v1/report", "/v1/generation", "/v1/credits"])
+def test_authorization_headers(service: Service, path: str) -> None:
+    strategy = operation_strategy(service, path)
 
     @FUZZ_HTTP
     @given(
         case=strategy,
-        authorization=st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80),
+        # A value with leading whitespace is one no HTTP client sends (requests refuses it).
+        authorization=st.text(
+            st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80
+        ).filter(lambda value: not value.startswith(" ")),
     )
     def run(case: Any, authorization: str) -> None:
         response = case.call(headers={"Authorization": authorization})

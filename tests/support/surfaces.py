@@ -19,11 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from genai_prices import Usage, calc_price
 
 from meterline.common.config import hash_key, new_key
 from meterline.processes import free_port, meterline_process, wait_http
 
 PROVIDER_KEY_ENV = "SURFACES_PROVIDER_KEY"
+LISTED_MODELS = {
+    "openai": ("gpt-4o", "gpt-5-mini"),
+    "anthropic": ("claude-sonnet-4-6", "claude-haiku-4-5"),
+}
+"""Each provider's ``models`` list (``GET /v1/models``, ``GET /v3/ai/config``); a list only:
+other models are forwarded too."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ slug = "openai"
 wire = "openai"
 base_url = "{simulator}/v1"
 api_key_env = "{PROVIDER_KEY_ENV}"
+models = {json.dumps(list(LISTED_MODELS["openai"]))}
 
 [[providers]]
 slug = "anthropic"
@@ -49,6 +57,7 @@ wire = "anthropic"
 base_url = "{simulator}/v1"
 api_key_env = "{PROVIDER_KEY_ENV}"
 zero_data_retention = true
+models = {json.dumps(list(LISTED_MODELS["anthropic"]))}
 """
         + "".join(
             f'\n[[teams]]\nid = "{team}"\n[[teams.keys]]\nname = "sdk"\n'
@@ -139,3 +148,33 @@ def npm_installed(project: Path) -> str | None:
     if installed.returncode != 0:
         raise AssertionError(f"npm ci in {project} failed: {installed.stderr[-2000:]}")
     return None
+
+
+def _per_token(model: str, provider: str, **counts: int) -> str:
+    million = 1_000_000
+    price = calc_price(Usage(**counts), model_ref=model, provider_id=provider)
+    text = format(Decimal(price.total_price) / million, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def listed_model(model_id: str, slug: str, model: str, priced_as: str) -> dict[str, Any]:
+    """One model as the AI SDK's getAvailableModels() returns it from ``GET /v3/ai/config``:
+    genai-prices' list price per token, as decimal strings."""
+    million = 1_000_000
+    return {
+        "id": model_id,
+        "name": model_id,
+        "description": None,
+        "pricing": {
+            "input": _per_token(model, priced_as, input_tokens=million),
+            "output": _per_token(model, priced_as, output_tokens=million),
+            "cachedInputTokens": _per_token(
+                model, priced_as, input_tokens=million, cache_read_tokens=million
+            ),
+            "cacheCreationInputTokens": _per_token(
+                model, priced_as, input_tokens=million, cache_write_tokens=million
+            ),
+        },
+        "specification": {"specificationVersion": "v3", "provider": slug, "modelId": model},
+        "modelType": "language",
+    }

@@ -26,13 +26,12 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from genai_prices import Usage, calc_price
 from openai.types.responses import ResponseCompletedEvent
 
 from meterline.common.config import hash_key, new_key
 from meterline.processes import free_port, meterline_process, wait_http
 from tests.integration.surfaces.test_sdk_surfaces import Sent, sent
-from tests.support.surfaces import Stack, npm_installed, report
+from tests.support.surfaces import Stack, listed_model, npm_installed, report
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.e2e]
 
@@ -496,36 +495,11 @@ def test_credits_are_the_credit_minus_the_teams_total_cost(
     assert any(r.byok and r.sent.market_cost > 0 for r in requests)
 
 
-def per_token(model: str, provider: str, **counts: int) -> str:
-    million = 1_000_000
-    price = calc_price(Usage(**counts), model_ref=model, provider_id=provider)
-    value = Decimal(price.total_price) / million
-    text = format(value, "f")
-    return text.rstrip("0").rstrip(".") if "." in text else text
-
-
 def test_available_models_are_the_configured_ones_at_list_price(
     stack: Stack, metadata: dict[str, Any]
 ) -> None:
-    million = 1_000_000
     want = [
-        {
-            "id": model_id,
-            "name": model_id,
-            "description": None,
-            "pricing": {
-                "input": per_token(model, priced_as, input_tokens=million),
-                "output": per_token(model, priced_as, output_tokens=million),
-                "cachedInputTokens": per_token(
-                    model, priced_as, input_tokens=million, cache_read_tokens=million
-                ),
-                "cacheCreationInputTokens": per_token(
-                    model, priced_as, input_tokens=million, cache_write_tokens=million
-                ),
-            },
-            "specification": {"specificationVersion": "v3", "provider": slug, "modelId": model},
-            "modelType": "language",
-        }
+        listed_model(model_id, slug, model, priced_as)
         for model_id, slug, model, priced_as in CONFIGURED
     ]
     assert metadata["models"] == want

@@ -2,13 +2,15 @@
 // through) pointed at Meterline with one line, then: the reference product's first sample,
 // unchanged; generateText and streamText on an OpenAI and an Anthropic model; tool call
 // round trips; reasoning models; cache reads and writes; two errors the SDK must raise as
-// its own classes.
+// its own classes; then the gateway's metadata calls on what those requests spent.
 //
 // Every request the SDK sends to the gateway (one step of a call; a tool round trip has
 // two) is printed as one JSON line, {"kind": "step", ...}: the call it belongs to, the
 // user it was tagged with, its model, its usage as the SDK reports it, the gateway's
 // x-meterline-event-id and the provider metadata's generationId. The steps are read from a
-// global telemetry integration, so the sample needs no change to be counted.
+// global telemetry integration, so the sample needs no change to be counted. The last line,
+// {"kind": "metadata", ...}, is what getSpendReport, getGenerationInfo, getCredits and
+// getAvailableModels returned.
 //
 // Usage: METERLINE_URL=http://127.0.0.1:8080 METERLINE_KEY=ml_... node client.mjs
 import { generateText } from 'ai';
@@ -157,9 +159,42 @@ for (const [expected, model] of [
   }
 }
 
-// ---- The gateway's other endpoints: getAvailableModels (GET /v3/ai/config), getCredits
-// (/v1/credits), getGenerationInfo and getSpendReport (/v1/generation, /v1/report) come
-// here, with their own {"kind": ...} lines; the gateway is
-// globalThis.AI_SDK_DEFAULT_PROVIDER and the event ids are in `steps`. ----
+// ---- The gateway's other endpoints, through the same default provider: getSpendReport
+// (GET /v1/report) by every groupBy it offers, getGenerationInfo (GET /v1/generation) for
+// each request's id, getCredits (GET /v1/credits) and getAvailableModels
+// (GET /v3/ai/config), each answer parsed by the SDK's own schemas. ----
+const gateway = globalThis.AI_SDK_DEFAULT_PROVIDER;
+const day = (offset) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
+const range = { startDate: day(-1), endDate: day(1) };
+
+// The events reach the rollups a moment after the answers: wait until every request is in.
+const deadline = Date.now() + 30_000;
+for (;;) {
+  const { results } = await gateway.getSpendReport({ ...range, groupBy: 'user' });
+  if (results.reduce((sum, row) => sum + row.requestCount, 0) >= steps.length) break;
+  if (Date.now() > deadline) throw new Error(`the report did not reach ${steps.length} requests`);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+}
+const reports = [];
+for (const params of [
+  { groupBy: 'day' },
+  { groupBy: 'day', datePart: 'hour' },
+  { groupBy: 'user' },
+  { groupBy: 'model' },
+  { groupBy: 'tag' },
+  { groupBy: 'provider' },
+  { groupBy: 'credential_type' },
+]) {
+  reports.push({ params, results: (await gateway.getSpendReport({ ...range, ...params })).results });
+}
+const generations = [];
+for (const step of steps) generations.push(await gateway.getGenerationInfo({ id: step.eventId }));
 
 for (const step of steps) console.log(JSON.stringify(step));
+console.log(JSON.stringify({
+  kind: 'metadata',
+  reports,
+  generations,
+  credits: await gateway.getCredits(),
+  models: (await gateway.getAvailableModels()).models,
+}));
