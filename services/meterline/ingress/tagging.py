@@ -14,7 +14,8 @@ from the body before it goes upstream; the standard ``user`` field stays (it is 
 The same object carries the routing options (``take_options``): ``order`` and ``only``
 (provider slugs), ``models`` (fallback models, ``provider/model``), ``byok``
 (request-scoped provider keys, ``{slug: [{"apiKey": ...}, ...]}``), ``zeroDataRetention``
-(a boolean) and ``sort`` (``"price"``, ``"latency"`` or ``"throughput"``). Their shape is
+(a boolean) and ``sort`` (``"price"``, ``"latency"`` or ``"throughput"``, or the AI SDK's
+typed names for them, ``"cost"``, ``"ttft"`` and ``"tps"``). Their shape is
 checked here; whether the slugs and models exist is the router's business. Error messages
 about ``byok`` never quote a value: it may be a key.
 """
@@ -45,6 +46,9 @@ attempt."""
 
 Sort = Literal["price", "latency", "throughput"]
 SORTS: Final[tuple[Sort, ...]] = get_args(Sort)
+SORT_ALIASES: Final[Mapping[str, Sort]] = {"cost": "price", "ttft": "latency", "tps": "throughput"}
+"""The AI SDK gateway provider's names (its ``GatewayProviderOptions.sort`` type), so code
+typed against the SDK routes the same way here."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +165,9 @@ def _sort(value: object) -> Sort | None:
     for sort in SORTS:
         if value == sort:
             return sort
-    allowed = ", ".join(f"{sort!r}" for sort in SORTS)
+    if isinstance(value, str) and value in SORT_ALIASES:
+        return SORT_ALIASES[value]
+    allowed = ", ".join(f"{sort!r}" for sort in (*SORTS, *SORT_ALIASES))
     raise BadRequest(f"{param} must be one of {allowed}", param=param)
 
 

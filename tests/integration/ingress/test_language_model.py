@@ -406,7 +406,7 @@ def test_an_unknown_model_is_model_not_found(gw: Gateway) -> None:
         ),
         (
             json.dumps(
-                {"prompt": PROMPT, "providerOptions": {"gateway": {"sort": "cost"}}}
+                {"prompt": PROMPT, "providerOptions": {"gateway": {"sort": "cheapest"}}}
             ).encode(),
             {},
             "providerOptions.gateway.sort",

@@ -36,6 +36,13 @@ def test_sort_takes_each_allowed_value(sort: Sort) -> None:
     assert options(sort=sort) == RoutingOptions(sort=sort)
 
 
+@pytest.mark.parametrize(
+    ("sdk_name", "sort"), [("cost", "price"), ("ttft", "latency"), ("tps", "throughput")]
+)
+def test_sort_takes_the_ai_sdks_typed_names(sdk_name: str, sort: Sort) -> None:
+    assert options(sort=sdk_name) == RoutingOptions(sort=sort)
+
+
 @pytest.mark.parametrize("value", ["true", 1, 0, [], {}])
 def test_a_zero_data_retention_that_is_not_a_boolean_is_a_400_naming_it(value: object) -> None:
     with pytest.raises(BadRequest) as caught:
@@ -49,4 +56,7 @@ def test_an_unknown_sort_is_a_400_listing_the_allowed_values(value: object) -> N
     with pytest.raises(BadRequest) as caught:
         options(sort=value)
     assert caught.value.param == "providerOptions.gateway.sort"
-    assert "must be one of 'price', 'latency', 'throughput'" in caught.value.message
+    assert (
+        "must be one of 'price', 'latency', 'throughput', 'cost', 'ttft', 'tps'"
+        in caught.value.message
+    )
