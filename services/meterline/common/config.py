@@ -16,7 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from meterline.common.budgets import Budget, unique_ids, zone
 
 KEY_PREFIX = "ml_"
 
@@ -118,6 +120,22 @@ class TeamConfig(_Strict):
     """What the team has paid in advance, in USD. ``GET /v1/credits`` answers it minus the
     team's total cost so far; the gateway never refuses a request because it is spent.
     None: no prepaid credit (the balance is then minus the total cost)."""
+    timezone: str = "UTC"
+    """The team's time zone (an IANA name): where its budgets' days begin, unless a budget
+    names its own."""
+    budgets: list[Budget] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        zone(name)
+        return name
+
+    @field_validator("budgets")
+    @classmethod
+    def _unique_budgets(cls, budgets: list[Budget]) -> list[Budget]:
+        unique_ids(budgets)
+        return budgets
 
     def price_override(self, provider: str, model: str) -> PriceOverride | None:
         return next((o for o in self.price_overrides if o.matches(provider, model)), None)
