@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -32,6 +32,10 @@ class CommonSettings(BaseSettings):
     usage_topic: str = "usage-events"
     dead_letter_topic: str = "usage-events-dlq"
     log_level: str = "INFO"
+    internal_token: SecretStr | None = None
+    """Shared by the ingresses and the query service: ingresses present it to read the
+    hard budgets' committed spend (``/internal/v1/budget-spend``). Unset: the query
+    service answers no internal path."""
 
     def resolved_clickhouse_url(self) -> str:
         if self.clickhouse_url:

@@ -6,14 +6,18 @@ HTTP client to the providers."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 
 from fastapi import FastAPI
 from starlette.responses import Response
 
+from meterline.common.budget_spend import QuerySpend, SpendSource
 from meterline.common.config import GatewayConfig, KeyRing
 from meterline.common.header_limit import HeaderSizeLimit
+from meterline.ingress.budget_guard import BudgetGuard, SettlingPublisher
 from meterline.ingress.credentials import Credentials
 from meterline.ingress.deps import Gateway
 from meterline.ingress.errors import install_error_handlers, refusal
@@ -36,6 +40,12 @@ from meterline.ingress.routing import Router
 from meterline.ingress.settings import IngressSettings
 from meterline.ingress.transport import ProviderClient
 
+log = logging.getLogger("meterline.ingress")
+
+BUDGET_PRICES_WAIT_SECONDS = 30.0
+"""How long a start with hard budgets waits for the price list (it takes about half a
+second): reservations priced at nothing would let concurrent requests through."""
+
 DRAIN_WAIT_AT_SHUTDOWN_SECONDS = 5.0
 """How long a stopping ingress waits for abandoned streams to end (see ``Drains``): short,
 because the orchestrator's grace period also has to cover the publisher's flush."""
@@ -49,18 +59,71 @@ def provider_client(settings: IngressSettings) -> ProviderClient:
     )
 
 
+def has_hard_budgets(config: GatewayConfig) -> bool:
+    return any(b.mode == "hard" for team in config.teams for b in team.budgets)
+
+
+def spend_source(settings: IngressSettings, config: GatewayConfig) -> SpendSource | None:
+    """Where the hard budgets' committed spend is read: the query service at
+    ``METERLINE_BUDGET_SPEND_URL``. Without one, each process counts only what it admitted
+    itself."""
+    if not has_hard_budgets(config):
+        return None
+    token = settings.internal_token
+    if settings.budget_spend_url is None or token is None:
+        log.warning(
+            "hard budgets are configured but METERLINE_BUDGET_SPEND_URL or "
+            "METERLINE_INTERNAL_TOKEN is not set: each ingress counts only the requests it "
+            "admitted since it started"
+        )
+        return None
+    return QuerySpend(settings.budget_spend_url, token.get_secret_value())
+
+
+@asynccontextmanager
+async def budgets_refreshed(guard: BudgetGuard, prices: ListPrices) -> AsyncIterator[None]:
+    """The price list and a first read of the committed spend before the first request;
+    then a refresh every few seconds in the background."""
+    if not guard.enabled:
+        yield
+        return
+    if not await asyncio.to_thread(prices.wait_loaded, BUDGET_PRICES_WAIT_SECONDS):
+        log.warning("no price list: budget reservations count nothing until it loads")
+    await guard.refresh()
+    stop = asyncio.Event()
+    task = asyncio.create_task(guard.run(stop), name="budget-refresh")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+
+
 def create_app(
-    settings: IngressSettings, config: GatewayConfig, publisher: UsagePublisher
+    settings: IngressSettings,
+    config: GatewayConfig,
+    publisher: UsagePublisher,
+    spend: SpendSource | None = None,
 ) -> FastAPI:
+    """``spend``: where hard budgets read the committed spend; None: ``spend_source``."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await publisher.start()
         try:
             async with aclosing(provider_client(settings)) as client:
                 stats = RouteStats()
-                upstream = Upstream(client, settings, MeasuringPublisher(publisher, stats))
-                credentials = Credentials(config)
                 prices = ListPrices.from_config(config)
+                guard = BudgetGuard(
+                    config,
+                    spend if spend is not None else spend_source(settings, config),
+                    prices,
+                    refresh_seconds=settings.budget_refresh_seconds,
+                    default_output_tokens=settings.budget_default_output_tokens,
+                )
+                metered = SettlingPublisher(MeasuringPublisher(publisher, stats), guard)
+                upstream = Upstream(client, settings, metered)
+                credentials = Credentials(config)
 
                 def router(wire: str, translated: tuple[str, ...] = ()) -> Router:
                     return Router(
@@ -84,9 +147,11 @@ def create_app(
                     completions_router=router("openai", ("anthropic",)),
                     upstream=upstream,
                     language_model_router=router("openai", ("anthropic",)),
+                    budgets=guard,
                 )
                 try:
-                    yield
+                    async with budgets_refreshed(guard, prices):
+                        yield
                 finally:
                     # Streams whose client left are still being read for their usage;
                     # what has not ended by then is recorded as far as it got.

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 
 from meterline.common.config import GatewayConfig, KeyRing, TeamConfig
+from meterline.ingress.budget_guard import BudgetGuard
 from meterline.ingress.errors import BadRequest, PayloadTooLarge, Unauthorized
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
@@ -42,6 +43,7 @@ class Gateway:
     upstream: Upstream
     language_model_router: Router
     """Routes for the AI SDK's language models: both wires, each through ``translate``."""
+    budgets: BudgetGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +73,9 @@ def authenticate(request: Request, gateway: Gateway) -> Caller:
     return Caller(team, key.name)
 
 
-async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
-    """The request body as a JSON object, read within ``limit`` bytes. Call it only once
-    the caller is authenticated, so nobody without a key can make the gateway read
+async def read_json_object(request: Request, limit: int) -> tuple[dict[str, Any], int]:
+    """The request body as a JSON object, read within ``limit`` bytes, and its size. Call it
+    only once the caller is authenticated, so nobody without a key can make the gateway read
     megabytes."""
     declared = request.headers.get("content-length", "").lstrip("0")
     # Compared by length first: int() refuses a string of thousands of digits.
@@ -94,7 +96,7 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(payload, dict):
         raise BadRequest("the request body must be a JSON object")
-    return payload
+    return payload, len(body)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

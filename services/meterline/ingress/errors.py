@@ -47,6 +47,7 @@ ANTHROPIC_SURFACE: Final = "/v1/messages"
 ANTHROPIC_ERROR_TYPES: Final[dict[int, str]] = {
     400: "invalid_request_error",
     401: "authentication_error",
+    402: "billing_error",
     403: "permission_error",
     404: "not_found_error",
     413: "request_too_large",
@@ -220,6 +221,38 @@ class NoSuchModel(GatewayError):
     def language_model_response(self) -> Response:
         return language_model_error_response(
             self.status, self.message, param={"modelId": self.model_id}, code=self.code
+        )
+
+
+class QuotaExceeded(GatewayError):
+    """A hard budget refused the request before it was forwarded: 402 with the reference
+    gateway's code. The AI SDK's gateway provider raises it as ``GatewayForbiddenError``
+    (refused by a rule), with the budget as its ``ruleId``."""
+
+    status = 402
+    type = "insufficient_quota"
+
+    def __init__(self, message: str, budget_id: str):
+        super().__init__(message, param="budget", code="quota_for_entity_exceeded")
+        self.budget_id = budget_id
+
+    def anthropic_response(self) -> Response:
+        # Anthropic's error object has no code; the extra member is one its SDK keeps
+        # (``error.error``) and a client can test without parsing the message.
+        error = {"type": "billing_error", "message": self.message, "code": self.code}
+        return Response(
+            json.dumps({"type": "error", "error": error}, ensure_ascii=False).encode(),
+            status_code=self.status,
+            media_type="application/json",
+        )
+
+    def language_model_response(self) -> Response:
+        return language_model_error_response(
+            self.status,
+            self.message,
+            type_="forbidden",
+            param={"ruleId": f"budget:{self.budget_id}"},
+            code=self.code,
         )
 
 

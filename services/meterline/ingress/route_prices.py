@@ -19,7 +19,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from meterline.common.config import GatewayConfig
-from meterline.common.pricing import GenaiPrices, MarketRates, PerMillionRates, PriceSource
+from meterline.common.pricing import (
+    GenaiPrices,
+    MarketRates,
+    PerMillionRates,
+    PriceSource,
+    TokenCounts,
+)
 
 SECONDS_PER_DAY = 86_400
 
@@ -42,6 +48,7 @@ class ListPrices:
         self._source: PriceSource | None = None
         self._loader: threading.Thread | None = None
         self._blended: dict[tuple[str, str], tuple[int, Decimal | None]] = {}
+        self._day_rates: dict[tuple[str, str], tuple[int, MarketRates]] = {}
 
     def ready(self) -> bool:
         """Whether the price source is loaded; starts loading it when it is not."""
@@ -80,6 +87,30 @@ class ListPrices:
         loop for more than a few models."""
         source = self._source
         return None if source is None else source.market_rates(provider, model, at)
+
+    def day_rates(self, provider: str, model: str, now: datetime) -> MarketRates | None:
+        """The list price's rates at the start of ``now``'s day, cached for the day: cheap
+        enough for the request path once a model was asked about. None until the price
+        source is loaded."""
+        day = int(now.timestamp()) // SECONDS_PER_DAY
+        cached = self._day_rates.get((provider, model))
+        if cached is not None and cached[0] == day:
+            return cached[1]
+        if self._source is None:
+            self._start_loading()
+            return None
+        start = datetime.fromtimestamp(day * SECONDS_PER_DAY, tz=UTC)
+        rates = self._source.market_rates(provider, model, start)
+        self._day_rates[(provider, model)] = (day, rates)
+        return rates
+
+    def market_cost(
+        self, provider: str, model: str, at: datetime, tokens: TokenCounts
+    ) -> Decimal | None:
+        """The list price of ``tokens`` (for prices tiered by the prompt's size); None:
+        unknown, or the price source is not loaded."""
+        source = self._source
+        return None if source is None else source.market_cost(provider, model, at, tokens)
 
     def blended(self, provider: str, model: str, now: datetime) -> Decimal | None:
         """Input plus output USD per million tokens at list price; None: unknown or tiered."""

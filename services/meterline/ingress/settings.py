@@ -45,5 +45,15 @@ class IngressSettings(CommonSettings):
     """Disk the spool may use; past it events are dropped, with an ERROR log and the
     ``meterline_ingress_events_dropped_total`` metric. 0 turns the spool off."""
 
+    budget_refresh_seconds: float = Field(default=2.0, gt=0)
+    """How often the hard budgets' committed spend is read from the warehouse (in the
+    background). The overshoot bound with several replicas grows with it (README
+    "Budgets")."""
+    budget_spend_url: str | None = None
+    """The query service's base URL, where hard budgets read the committed spend (with
+    ``METERLINE_INTERNAL_TOKEN``). Unset: each ingress counts only what it admitted."""
+    budget_default_output_tokens: int = Field(default=4096, gt=0)
+    """The output a budget reservation counts for a request that names no output limit."""
+
     def resolved_spool_dir(self) -> Path:
         return self.ingress_spool_dir or self.data_dir / "ingress-spool"

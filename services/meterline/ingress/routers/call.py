@@ -15,8 +15,11 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from meterline.common.budgets import RequestScope
+from meterline.common.pricing import TokenCounts
+from meterline.ingress.budget_guard import INPUT_BYTES_PER_TOKEN, Refusal, output_limit
 from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
-from meterline.ingress.errors import BadRequest
+from meterline.ingress.errors import BadRequest, QuotaExceeded
 from meterline.ingress.metering import RequestRecord
 from meterline.ingress.routing import Route, first_success
 from meterline.ingress.tagging import Attribution
@@ -30,6 +33,7 @@ class Call:
     model: str
     started_at: datetime
     started: float
+    body_bytes: int
 
     def record(
         self, surface: str, routes: Sequence[Route], attribution: Attribution, streamed: bool
@@ -69,7 +73,7 @@ async def begin(
     caller = caller_of(request, gateway)
     if anthropic and not request.headers.get("anthropic-version", "").strip():
         raise BadRequest("anthropic-version: header is required", param="anthropic-version")
-    body = await read_json_object(request, gateway.settings.max_request_body_bytes)
+    body, body_bytes = await read_json_object(request, gateway.settings.max_request_body_bytes)
     model = request.headers.get(model_header) if model_header else body.get("model")
     if not isinstance(model, str) or not model:
         if model_header:
@@ -79,7 +83,7 @@ async def begin(
         if anthropic:
             raise BadRequest("model: a string 'provider/model' is required", param="model")
         raise BadRequest("model is required: a string 'provider/model'", param="model")
-    return Call(gateway, caller, body, model, started_at, started)
+    return Call(gateway, caller, body, model, started_at, started, body_bytes)
 
 
 def streamed(body: dict[str, Any], *, anthropic: bool = False) -> bool:
@@ -93,11 +97,69 @@ def streamed(body: dict[str, Any], *, anthropic: bool = False) -> bool:
 
 
 async def answer(
+    call: Call,
     routes: Sequence[Route],
     record: RequestRecord,
     send: Callable[[Route], Awaitable[Response]],
 ) -> Response:
-    """The first route's answer, or the first worth keeping of several (``routing.py``)."""
+    """The first route's answer, or the first worth keeping of several (``routing.py``);
+    each route only once the team's hard budgets admit the request on it."""
+    guard = call.gateway.budgets
+    if guard.enforces(call.caller.team.id):
+        routes = admitted_routes(call, routes, record)
+        send = _reserving(call, record, send)
     if len(routes) == 1:
         return await send(routes[0])
     return await first_success(routes, record, send)
+
+
+def _estimate(call: Call) -> TokenCounts:
+    """An upper bound of the request's usage, for its reservation (``budget_guard.py``)."""
+    settings = call.gateway.settings
+    return TokenCounts(
+        input_tokens=-(-call.body_bytes // INPUT_BYTES_PER_TOKEN),
+        output_tokens=output_limit(call.body, settings.budget_default_output_tokens),
+    )
+
+
+def _scope(record: RequestRecord, route: Route) -> RequestScope:
+    return RequestScope(
+        api_key_name=record.api_key_name,
+        user=record.user_id,
+        tags=record.tags,
+        provider=route.provider.slug,
+        model=route.model,
+        credential_type=route.credential.type,
+    )
+
+
+def _admit(call: Call, record: RequestRecord, route: Route, *, reserve: bool) -> Refusal | None:
+    guard = call.gateway.budgets
+    team = call.caller.team
+    pricer = guard.pricer(team, route.provider.slug, route.model, route.credential.type)
+    return guard.admit(
+        team, _scope(record, route), record.event_id, pricer, _estimate(call), reserve=reserve
+    )
+
+
+def admitted_routes(call: Call, routes: Sequence[Route], record: RequestRecord) -> Sequence[Route]:
+    """The routes no hard budget refuses; none: 402, naming the first route's budget."""
+    kept = [r for r in routes if _admit(call, record, r, reserve=False) is None]
+    if kept:
+        return kept
+    refusal = _admit(call, record, routes[0], reserve=False)
+    assert refusal is not None
+    raise QuotaExceeded(refusal.message(), refusal.budget.id)
+
+
+def _reserving(
+    call: Call, record: RequestRecord, send: Callable[[Route], Awaitable[Response]]
+) -> Callable[[Route], Awaitable[Response]]:
+    async def reserve_then_send(route: Route) -> Response:
+        # Checked again as it reserves: other requests may have reserved the rest meanwhile.
+        refusal = _admit(call, record, route, reserve=True)
+        if refusal is not None:
+            raise QuotaExceeded(refusal.message(), refusal.budget.id)
+        return await send(route)
+
+    return reserve_then_send

@@ -37,7 +37,7 @@ async def chat_completions(request: Request) -> Response:
         # gets its own copy.
         return await gateway.openai.chat_completions(route, dict(body), record)
 
-    return await answer(routes, record, send)
+    return await answer(call, routes, record, send)
 
 
 # A plain Starlette route: no request-model validation or dependency resolution on the hot

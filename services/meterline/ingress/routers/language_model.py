@@ -90,7 +90,7 @@ async def language_model(request: Request) -> Response:
             return await language_model_via_anthropic(gateway.upstream, route, body, record)
         return await language_model_via_openai(gateway.upstream, route, body, record)
 
-    return await answer(routes, record, send)
+    return await answer(call, routes, record, send)
 
 
 async def other_model_kind(request: Request) -> Response:

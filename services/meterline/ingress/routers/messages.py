@@ -69,7 +69,7 @@ async def messages(request: Request) -> Response:
         # The wire sets the model in the body: each attempt gets its own copy.
         return await gateway.anthropic.messages(route, dict(body), request.headers, record)
 
-    return await answer(routes, record, send)
+    return await answer(call, routes, record, send)
 
 
 async def count_tokens(request: Request) -> Response:

@@ -35,7 +35,7 @@ async def responses(request: Request) -> Response:
         # The wire sets the model in the body: each attempt gets its own copy.
         return await gateway.openai.responses(route, dict(body), record)
 
-    return await answer(routes, record, send)
+    return await answer(call, routes, record, send)
 
 
 # A plain Starlette route, as for Chat Completions (see deps.py).

@@ -1,0 +1,417 @@
+"""Hard budgets enforced before a request is forwarded, with an in-memory check.
+
+A budget value's spend, as this process sees it, is what the warehouse had committed at the
+last refresh (``SpendSource``, read in a worker thread every
+``METERLINE_BUDGET_REFRESH_SECONDS``, never on the request path) plus what this process
+admitted and the warehouse does not hold yet. Each admitted request first counts an
+estimate of its cost (a reservation: the list price of ``input_estimate`` and its output
+limit); when its usage is known (its event is published) the estimate becomes the cost of
+that usage; once a refresh finds its event in the warehouse it is no longer counted here,
+because the committed spend has it.
+
+A request is refused when its spend so far, reservations included, plus its own estimate
+would pass the limit: so concurrent requests cannot all pass against the last dollar, and a
+request whose estimate bounds its cost never takes a budget past its limit. README "Budgets"
+states the bound with several replicas."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Final
+
+from meterline.common.budget_spend import SpendAsk, SpendSource
+from meterline.common.budgets import (
+    Budget,
+    BudgetValue,
+    RequestScope,
+    Window,
+    budget_timezone,
+    budget_values,
+    describe,
+    window,
+)
+from meterline.common.config import GatewayConfig, TeamConfig
+from meterline.common.events import UsageEvent
+from meterline.common.pricing import (
+    TOKEN_FIELDS,
+    PerMillionRates,
+    TokenCounts,
+    team_cost,
+    team_rates,
+)
+from meterline.ingress.publishing.protocol import UsagePublisher
+from meterline.ingress.route_prices import ListPrices
+
+log = logging.getLogger("meterline.ingress.budgets")
+
+ZERO: Final = Decimal(0)
+INPUT_BYTES_PER_TOKEN: Final = 3
+"""The input estimate's bytes per token: English text runs near four bytes a token and CJK
+text near three, so the body's size over three bounds a text prompt's tokens (JSON and
+base64 images only make it larger)."""
+OUTPUT_LIMIT_FIELDS: Final = (
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+    "maxOutputTokens",
+)
+"""Where each surface's request names its output limit (Chat Completions, Messages,
+Responses, the AI SDK's language model)."""
+FORGET_UNLANDED_AFTER: Final = timedelta(minutes=15)
+"""An admission whose event the warehouse never shows (dead-lettered, say) stops counting
+after this long."""
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """A request's cost in both of the ways a budget can count it."""
+
+    market: Decimal
+    total: Decimal
+
+    def of(self, counts: str) -> Decimal:
+        return self.market if counts == "market_cost" else self.total
+
+
+@dataclass(frozen=True, slots=True)
+class Pricer:
+    """How a request's estimate and its settled cost are priced: list price, and what the
+    team is charged (its overrides; BYOK nothing). None: the price is unknown."""
+
+    market: Callable[[TokenCounts], Decimal | None]
+    total: Callable[[TokenCounts], Decimal | None]
+
+    def costs(self, tokens: TokenCounts) -> Costs:
+        return Costs(self.market(tokens) or ZERO, self.total(tokens) or ZERO)
+
+
+def _unknown(tokens: TokenCounts) -> Decimal | None:
+    return None
+
+
+UNPRICED: Final = Pricer(_unknown, _unknown)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request was not forwarded."""
+
+    budget: Budget
+    value: BudgetValue
+    spent: Decimal
+    limit: Decimal
+    estimate: Decimal
+    resets_at: datetime | None
+
+    def message(self) -> str:
+        resets = (
+            f"it resets at {self.resets_at.isoformat().replace('+00:00', 'Z')}"
+            if self.resets_at is not None
+            else "it does not reset"
+        )
+        return (
+            f"budget {self.budget.id!r} ({describe(self.value)}) is exhausted: "
+            f"{_usd(self.spent)} of {_usd(self.limit)} spent or reserved, and this request "
+            f"may cost up to {_usd(self.estimate)}; {resets}"
+        )
+
+
+def _usd(amount: Decimal) -> str:
+    return f"${amount.quantize(Decimal('0.000001')).normalize():f}"
+
+
+Key = tuple[str, str, BudgetValue, datetime | None]
+"""(team, budget id, budget value, period start)."""
+
+
+@dataclass(slots=True)
+class Admission:
+    team_id: str
+    started_at: datetime
+    pricer: Pricer
+    keys: list[tuple[Key, str]]
+    """Each budget value it counts towards, and what that budget counts."""
+    costs: Costs
+    settled: bool = False
+    settled_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one refresh read from the warehouse."""
+
+    committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]]
+    landed: set[str]
+    read_at: datetime
+
+
+@dataclass(slots=True)
+class GuardStats:
+    blocked: Counter[tuple[str, str]] = field(default_factory=Counter)
+    """Refused requests per (team, budget id)."""
+    refreshes: int = 0
+    refresh_failures: int = 0
+    check_seconds: list[float] = field(default_factory=list)
+
+
+def output_limit(body: Mapping[str, Any], default: int) -> int:
+    for name in OUTPUT_LIMIT_FIELDS:
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return default
+
+
+class BudgetGuard:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        source: SpendSource | None,
+        prices: ListPrices,
+        *,
+        refresh_seconds: float = 2.0,
+        default_output_tokens: int = 4096,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ):
+        self._hard = {
+            team.id: [b for b in team.budgets if b.mode == "hard"] for team in config.teams
+        }
+        self._timezones = {team.id: team.timezone for team in config.teams}
+        self._source = source
+        self._prices = prices
+        self._refresh_seconds = refresh_seconds
+        self._default_output_tokens = default_output_tokens
+        self._clock = clock
+        self._windows: dict[tuple[str, str], Window] = {}
+        self._committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {}
+        self._local: dict[Key, Decimal] = {}
+        self._admissions: dict[str, Admission] = {}
+        self._unsent_blocked: Counter[Key] = Counter()
+        """Refusals not yet added to the warehouse's count (``SpendAsk.blocked``)."""
+        self.stats = GuardStats()
+
+    @property
+    def enabled(self) -> bool:
+        return any(self._hard.values())
+
+    def enforces(self, team_id: str) -> bool:
+        return bool(self._hard.get(team_id))
+
+    # ---- the request path ----
+
+    def pricer(self, team: TeamConfig, provider: str, model: str, credential_type: str) -> Pricer:
+        now = self._clock()
+        override = team.price_override(provider, model)
+        market = self._prices.day_rates(provider, model, now)
+        if market is None:
+            return UNPRICED
+        if isinstance(market, PerMillionRates) or market == "unknown":
+            known = market if isinstance(market, PerMillionRates) else None
+            charged = team_rates(known, credential_type, override)
+            return Pricer(
+                _unknown if known is None else known.cost,
+                _unknown if charged is None else charged.cost,
+            )
+
+        # Tiered by the prompt's size: priced by the price list for each count.
+        def market_cost(tokens: TokenCounts) -> Decimal | None:
+            return self._prices.market_cost(provider, model, now, tokens)
+
+        def total_cost(tokens: TokenCounts) -> Decimal | None:
+            return team_cost(market_cost(tokens), tokens, credential_type, override)
+
+        return Pricer(market_cost, total_cost)
+
+    def admit(
+        self,
+        team: TeamConfig,
+        scope: RequestScope,
+        event_id: str,
+        pricer: Pricer,
+        estimate: TokenCounts,
+        *,
+        reserve: bool = True,
+    ) -> Refusal | None:
+        """Reserve the request's estimate against every hard budget value it counts towards,
+        or say which one it would take past its limit (and reserve nothing). A request
+        admitted again (its next route) gives up its earlier reservation first.
+        ``reserve=False`` only checks, and counts no refusal."""
+        started = time.perf_counter()
+        try:
+            if reserve:
+                self._release(event_id)
+            return self._admit(team, scope, event_id, pricer, estimate, reserve)
+        finally:
+            if len(self.stats.check_seconds) < 100_000:
+                self.stats.check_seconds.append(time.perf_counter() - started)
+
+    def _admit(
+        self,
+        team: TeamConfig,
+        scope: RequestScope,
+        event_id: str,
+        pricer: Pricer,
+        estimate: TokenCounts,
+        reserve: bool,
+    ) -> Refusal | None:
+        now = self._clock()
+        costs = pricer.costs(estimate)
+        keys: list[tuple[Key, str]] = []
+        for budget in self._hard.get(team.id, ()):
+            period = self._window(team.id, budget, now)
+            committed = self._committed.get((team.id, budget.id, period.start), {})
+            amount = costs.of(budget.counts)
+            for value in budget_values(budget, scope):
+                key = (team.id, budget.id, value, period.start)
+                spent = committed.get(value, ZERO) + self._local.get(key, ZERO)
+                limit = budget.limit(value)
+                if spent >= limit or spent + amount > limit:
+                    if reserve:
+                        self.stats.blocked[(team.id, budget.id)] += 1
+                        self._unsent_blocked[key] += 1
+                    return Refusal(budget, value, spent, limit, amount, period.resets_at)
+                keys.append((key, budget.counts))
+        if keys and reserve:
+            for key, counts in keys:
+                self._local[key] = self._local.get(key, ZERO) + costs.of(counts)
+            self._admissions[event_id] = Admission(team.id, now, pricer, keys, costs)
+        return None
+
+    def _release(self, event_id: str) -> None:
+        admission = self._admissions.pop(event_id, None)
+        if admission is not None:
+            for key, counts in admission.keys:
+                self._local[key] = self._local.get(key, ZERO) - admission.costs.of(counts)
+
+    def settle(self, event: UsageEvent) -> None:
+        """The request's usage is known: count its cost instead of its estimate."""
+        admission = self._admissions.get(event.event_id)
+        if admission is None or admission.settled:
+            return
+        tokens = TokenCounts(*(getattr(event, name) for name in TOKEN_FIELDS))
+        actual = admission.pricer.costs(tokens)
+        for key, counts in admission.keys:
+            self._local[key] = (
+                self._local.get(key, ZERO) + actual.of(counts) - admission.costs.of(counts)
+            )
+        admission.costs = actual
+        admission.settled = True
+        admission.settled_at = self._clock()
+
+    def _window(self, team_id: str, budget: Budget, now: datetime) -> Window:
+        cached = self._windows.get((team_id, budget.id))
+        if cached is not None and (cached.resets_at is None or now < cached.resets_at):
+            return cached
+        tz = budget_timezone(budget, self._timezones.get(team_id, "UTC"))
+        current = self._windows[(team_id, budget.id)] = window(budget.period, tz, now)
+        return current
+
+    # ---- the background refresh ----
+
+    def read(self, blocked: Mapping[Key, int] | None = None) -> Snapshot:
+        """Blocking: the warehouse's spend of every hard budget in its current period, and
+        which of the settled admissions it holds."""
+        assert self._source is not None
+        now = self._clock()
+        pending: dict[str, list[tuple[str, datetime]]] = {}
+        for event_id, admission in list(self._admissions.items()):
+            if admission.settled:
+                pending.setdefault(admission.team_id, []).append((event_id, admission.started_at))
+        periods = {
+            (team_id, budget.id): self._window(team_id, budget, now).start
+            for team_id, budgets in self._hard.items()
+            for budget in budgets
+        }
+        ask = SpendAsk(
+            budgets=[
+                (team_id, budget, periods[(team_id, budget.id)])
+                for team_id, budgets in self._hard.items()
+                for budget in budgets
+            ],
+            pending={
+                team_id: ([i for i, _ in admitted], min(started for _, started in admitted))
+                for team_id, admitted in pending.items()
+            },
+            blocked=dict(blocked or {}),
+        )
+        answer = self._source.read(ask)
+        committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {
+            (team_id, budget_id, periods[(team_id, budget_id)]): values
+            for (team_id, budget_id), values in answer.committed.items()
+            if (team_id, budget_id) in periods
+        }
+        return Snapshot(committed, answer.landed, now)
+
+    def apply(self, snapshot: Snapshot) -> None:
+        """On the event loop: take the snapshot, and stop counting what it holds."""
+        self._committed = snapshot.committed
+        current = set(snapshot.committed)
+        forget_before = snapshot.read_at - FORGET_UNLANDED_AFTER
+        for event_id, admission in list(self._admissions.items()):
+            landed = event_id in snapshot.landed
+            stale = all((k[0], k[1], k[3]) not in current for k, _ in admission.keys)
+            forgotten = admission.started_at < forget_before
+            if landed or stale or forgotten:
+                self._release(event_id)
+        # Values of a past period, and values back to nothing.
+        for key in [
+            k for k, v in self._local.items() if (k[0], k[1], k[3]) not in current or not v
+        ]:
+            del self._local[key]
+        self.stats.refreshes += 1
+
+    async def refresh(self) -> bool:
+        if self._source is None:
+            return False
+        blocked, self._unsent_blocked = self._unsent_blocked, Counter()
+        try:
+            snapshot = await asyncio.to_thread(self.read, blocked)
+        except Exception as error:  # the warehouse is down: keep the last spend, go on
+            self._unsent_blocked.update(blocked)
+            self.stats.refresh_failures += 1
+            log.warning("budget spend not refreshed (the last one stands): %s", error)
+            return False
+        self.apply(snapshot)
+        return True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self.refresh()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._refresh_seconds)
+
+    def reserved(self) -> Mapping[Key, Decimal]:
+        """What this process counts on top of the warehouse, per budget value (tests, metrics)."""
+        return dict(self._local)
+
+
+class SettlingPublisher:
+    """A publisher that tells the guard each request's usage as its event goes out."""
+
+    def __init__(self, inner: UsagePublisher, guard: BudgetGuard):
+        self._inner = inner
+        self._guard = guard
+
+    async def start(self) -> None:
+        await self._inner.start()
+
+    async def stop(self) -> None:
+        await self._inner.stop()
+
+    def publish(self, event: UsageEvent) -> None:
+        try:
+            self._guard.settle(event)
+        except Exception:  # a publisher never raises: the event goes out all the same
+            log.exception("settling the budget reservation of %s failed", event.event_id)
+        self._inner.publish(event)
+
+    def metrics(self) -> Mapping[str, int]:
+        return self._inner.metrics()
