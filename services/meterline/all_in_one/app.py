@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from starlette.types import Receive, Scope, Send
 
 from meterline.all_in_one.settings import LocalLogSettings
+from meterline.common.budget_spend import WarehouseSpend
 from meterline.common.bus import Bus, InProcessBus
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig
@@ -29,6 +30,7 @@ from meterline.consumer.assemble import open_consumer
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.app import create_app as create_ingress_app
+from meterline.ingress.app import has_hard_budgets
 from meterline.ingress.publishing.bus import BusPublisher
 from meterline.ingress.publishing.kafka import kafka_publisher
 from meterline.ingress.publishing.protocol import UsagePublisher
@@ -38,7 +40,7 @@ from meterline.query.settings import QuerySettings
 
 log = logging.getLogger("meterline.all_in_one")
 
-QUERY_PATHS = ("/v1/report", "/v1/generation", "/v1/credits")
+QUERY_PATHS = ("/v1/report", "/v1/generation", "/v1/credits", "/v1/budgets", "/internal/")
 
 
 @dataclass
@@ -81,7 +83,9 @@ class AllInOne:
             publisher = kafka_publisher(settings.ingress)
         else:
             publisher = BusPublisher(self.bus)
-        self.ingress: FastAPI = create_ingress_app(settings.ingress, config, publisher)
+        # Hard budgets read the committed spend from the same engine the consumer writes.
+        spend = WarehouseSpend(self._client) if has_hard_budgets(config) else None
+        self.ingress: FastAPI = create_ingress_app(settings.ingress, config, publisher, spend)
         self.query: FastAPI = create_query_app(
             settings.query, client_factory=self._client, config=config
         )

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
@@ -21,6 +21,8 @@ from meterline.query.builders import BuiltQuery
 from meterline.query.errors import WarehouseUnavailable
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class Warehouse:
@@ -40,11 +42,18 @@ class Warehouse:
 
     async def query(self, built: BuiltQuery) -> tuple[list[str], list[tuple[Any, ...]]]:
         """Column names and rows."""
+        result = await self.run(
+            lambda client: client.query(
+                built.sql, parameters=built.parameters, settings=self._settings
+            )
+        )
+        return list(result.column_names), [tuple(row) for row in result.result_rows]
+
+    async def run(self, work: Callable[[Client], T]) -> T:
+        """``work`` on a borrowed client, in a worker thread."""
         client = await self._borrow()
         try:
-            result = await asyncio.to_thread(
-                client.query, built.sql, parameters=built.parameters, settings=self._settings
-            )
+            result = await asyncio.to_thread(work, client)
         except OperationalError as error:
             self._discard(client)
             raise WarehouseUnavailable(f"the warehouse is unavailable: {error}") from error
@@ -57,7 +66,7 @@ class Warehouse:
             self._idle.put_nowait(client)
             raise
         self._idle.put_nowait(client)
-        return list(result.column_names), [tuple(row) for row in result.result_rows]
+        return result
 
     async def ping(self) -> None:
         await self.query(BuiltQuery("SELECT 1", {}))
