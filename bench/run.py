@@ -28,6 +28,7 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("report_latency", ("report_latency",)),
     ("ingress_overhead", ("ingress_overhead",)),
     ("freshness", ("freshness",)),
+    ("budget_check", ("budget_check",)),
     ("memory", ("memory",)),
 )
 NAMES = tuple(name for _, names in MODULES for name in names)

@@ -71,7 +71,7 @@ def spend_query(team_id: str, budget: Budget, since: datetime | None) -> tuple[s
         parameters["since"] = since
     if not budget.include_byok:
         where.append("credential_type != 'byok'")
-    for index, (dimension, value) in enumerate(sorted(budget.fixed.items())):
+    for index, (dimension, value) in enumerate(sorted(budget.fixed)):
         name = f"v{index}"
         parameters[name] = value
         if dimension == "tag":

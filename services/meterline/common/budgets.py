@@ -21,6 +21,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import cached_property
 from itertools import product
 from typing import Final, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,14 +92,15 @@ class Budget(BaseModel):
             raise ValueError("overrides are amounts of 0 or more")
         return self
 
-    @property
+    # Cached: both are read for every request a hard budget checks.
+    @cached_property
     def wildcards(self) -> tuple[Dimension, ...]:
         """The ``"*"`` dimensions, in ``DIMENSIONS`` order: what a budget value is keyed by."""
         return tuple(d for d in DIMENSIONS if self.scope.get(d) == EVERY)
 
-    @property
-    def fixed(self) -> dict[Dimension, str]:
-        return {d: v for d, v in self.scope.items() if v != EVERY}
+    @cached_property
+    def fixed(self) -> tuple[tuple[Dimension, str], ...]:
+        return tuple((d, v) for d, v in self.scope.items() if v != EVERY)
 
     def limit(self, value: BudgetValue) -> Decimal:
         if self.overrides and value:
@@ -138,10 +140,13 @@ def budget_values(budget: Budget, request: RequestScope) -> Iterator[BudgetValue
     """The values of ``budget`` that ``request`` counts towards (none: not in its scope)."""
     if not budget.counts_credential(request.credential_type):
         return
-    for dimension, wanted in budget.fixed.items():
+    for dimension, wanted in budget.fixed:
         if wanted not in request.values(dimension):
             return
     wildcards = budget.wildcards
+    if not wildcards:
+        yield ()
+        return
     choices = [request.values(d) for d in wildcards]
     for combination in product(*choices):
         yield tuple(zip(wildcards, combination, strict=True))

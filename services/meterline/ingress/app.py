@@ -120,6 +120,7 @@ def create_app(
                     prices,
                     refresh_seconds=settings.budget_refresh_seconds,
                     default_output_tokens=settings.budget_default_output_tokens,
+                    replicas=settings.budget_replicas,
                 )
                 metered = SettlingPublisher(MeasuringPublisher(publisher, stats), guard)
                 upstream = Upstream(client, settings, metered)
@@ -182,9 +183,12 @@ def create_app(
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        """Publisher counters (sent, buffered, spooled, dropped) for Prometheus."""
-        return Response(
-            prometheus_text(publisher.metrics()), media_type="text/plain; version=0.0.4"
-        )
+        """Publisher counters (sent, buffered, spooled, dropped) and the hard budgets' for
+        Prometheus."""
+        text = prometheus_text(publisher.metrics())
+        gateway: Gateway | None = getattr(app.state, "gateway", None)
+        if gateway is not None and gateway.budgets.enabled:
+            text += gateway.budgets.prometheus_text()
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     return app

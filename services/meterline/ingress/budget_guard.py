@@ -19,11 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Final
 
@@ -41,6 +40,7 @@ from meterline.common.budgets import (
 from meterline.common.config import GatewayConfig, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import (
+    MILLION,
     TOKEN_FIELDS,
     PerMillionRates,
     TokenCounts,
@@ -65,7 +65,13 @@ OUTPUT_LIMIT_FIELDS: Final = (
 )
 """Where each surface's request names its output limit (Chat Completions, Messages,
 Responses, the AI SDK's language model)."""
+LANDED_MARGIN: Final = timedelta(seconds=2)
+"""How long after its event shows in the raw table an admission still counts here: an
+insert commits the raw table's rows before its views have fed every rollup, so a spend read
+just after may not hold an event the raw table already shows (seen here: half a second
+under load). Counting it twice meanwhile only refuses early; not at all would overshoot."""
 FORGET_UNLANDED_AFTER: Final = timedelta(minutes=15)
+MAX_CACHED_PRICERS: Final = 10_000
 """An admission whose event the warehouse never shows (dead-lettered, say) stops counting
 after this long."""
 
@@ -88,9 +94,43 @@ class Pricer:
 
     market: Callable[[TokenCounts], Decimal | None]
     total: Callable[[TokenCounts], Decimal | None]
+    dearest: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
+    """For linear prices: the dearest input and output rates per token, market then total,
+    so ``bound`` is two products instead of ten price computations."""
 
     def costs(self, tokens: TokenCounts) -> Costs:
         return Costs(self.market(tokens) or ZERO, self.total(tokens) or ZERO)
+
+    def bound(self, estimate: TokenCounts) -> Costs:
+        """The most ``estimate``'s input and output tokens can cost, whatever kinds they
+        turn out to be: the input at its dearest kind (plain, a one-hour cache write, or
+        audio), the output at its dearest (text or audio)."""
+        n, m = estimate.input_tokens, estimate.output_tokens
+        if self.dearest is not None:
+            market_in, market_out, total_in, total_out = self.dearest
+            return Costs(market_in * n + market_out * m, total_in * n + total_out * m)
+        inputs = [
+            self.costs(TokenCounts(n, 0)),
+            self.costs(
+                TokenCounts(n, 0, cache_creation_input_tokens=n, cache_creation_1h_input_tokens=n)
+            ),
+            self.costs(TokenCounts(n, 0, input_audio_tokens=n)),
+        ]
+        outputs = [
+            self.costs(TokenCounts(0, m)),
+            self.costs(TokenCounts(0, m, output_audio_tokens=m)),
+        ]
+        return Costs(
+            max(c.market for c in inputs) + max(c.market for c in outputs),
+            max(c.total for c in inputs) + max(c.total for c in outputs),
+        )
+
+
+def _dearest(rates: PerMillionRates | None) -> tuple[Decimal, Decimal]:
+    if rates is None:
+        return ZERO, ZERO
+    inputs = (rates.input, rates.cache_write, rates.cache_write_1h, rates.input_audio)
+    return max(inputs) / MILLION, max(rates.output, rates.output_audio) / MILLION
 
 
 def _unknown(tokens: TokenCounts) -> Decimal | None:
@@ -98,6 +138,10 @@ def _unknown(tokens: TokenCounts) -> Decimal | None:
 
 
 UNPRICED: Final = Pricer(_unknown, _unknown)
+
+
+Key = tuple[str, str, BudgetValue, datetime | None]
+"""(team, budget id, budget value, period start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +154,7 @@ class Refusal:
     limit: Decimal
     estimate: Decimal
     resets_at: datetime | None
+    key: Key
 
     def message(self) -> str:
         resets = (
@@ -128,10 +173,6 @@ def _usd(amount: Decimal) -> str:
     return f"${amount.quantize(Decimal('0.000001')).normalize():f}"
 
 
-Key = tuple[str, str, BudgetValue, datetime | None]
-"""(team, budget id, budget value, period start)."""
-
-
 @dataclass(slots=True)
 class Admission:
     team_id: str
@@ -142,6 +183,8 @@ class Admission:
     costs: Costs
     settled: bool = False
     settled_at: datetime | None = None
+    landed_at: datetime | None = None
+    """When a refresh first found its event in the raw table."""
 
 
 @dataclass(slots=True)
@@ -159,7 +202,6 @@ class GuardStats:
     """Refused requests per (team, budget id)."""
     refreshes: int = 0
     refresh_failures: int = 0
-    check_seconds: list[float] = field(default_factory=list)
 
 
 def output_limit(body: Mapping[str, Any], default: int) -> int:
@@ -179,6 +221,7 @@ class BudgetGuard:
         *,
         refresh_seconds: float = 2.0,
         default_output_tokens: int = 4096,
+        replicas: int = 1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
         self._hard = {
@@ -189,8 +232,10 @@ class BudgetGuard:
         self._prices = prices
         self._refresh_seconds = refresh_seconds
         self._default_output_tokens = default_output_tokens
+        self._replicas = replicas
         self._clock = clock
         self._windows: dict[tuple[str, str], Window] = {}
+        self._pricers: dict[tuple[str, str, str, str], tuple[date, Pricer]] = {}
         self._committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {}
         self._local: dict[Key, Decimal] = {}
         self._admissions: dict[str, Admission] = {}
@@ -208,7 +253,23 @@ class BudgetGuard:
     # ---- the request path ----
 
     def pricer(self, team: TeamConfig, provider: str, model: str, credential_type: str) -> Pricer:
+        """Cached per team, route and credential for the day (prices change on days)."""
         now = self._clock()
+        day = now.date()
+        key = (team.id, provider, model, credential_type)
+        cached = self._pricers.get(key)
+        if cached is not None and cached[0] == day:
+            return cached[1]
+        pricer = self._new_pricer(team, provider, model, credential_type, now)
+        if pricer is not UNPRICED:  # asked again once the price list is in
+            if len(self._pricers) >= MAX_CACHED_PRICERS:
+                self._pricers.clear()
+            self._pricers[key] = (day, pricer)
+        return pricer
+
+    def _new_pricer(
+        self, team: TeamConfig, provider: str, model: str, credential_type: str, now: datetime
+    ) -> Pricer:
         override = team.price_override(provider, model)
         market = self._prices.day_rates(provider, model, now)
         if market is None:
@@ -219,6 +280,7 @@ class BudgetGuard:
             return Pricer(
                 _unknown if known is None else known.cost,
                 _unknown if charged is None else charged.cost,
+                (*_dearest(known), *_dearest(charged)),
             )
 
         # Tiered by the prompt's size: priced by the price list for each count.
@@ -244,14 +306,9 @@ class BudgetGuard:
         or say which one it would take past its limit (and reserve nothing). A request
         admitted again (its next route) gives up its earlier reservation first.
         ``reserve=False`` only checks, and counts no refusal."""
-        started = time.perf_counter()
-        try:
-            if reserve:
-                self._release(event_id)
-            return self._admit(team, scope, event_id, pricer, estimate, reserve)
-        finally:
-            if len(self.stats.check_seconds) < 100_000:
-                self.stats.check_seconds.append(time.perf_counter() - started)
+        if reserve:
+            self._release(event_id)
+        return self._admit(team, scope, event_id, pricer, estimate, reserve)
 
     def _admit(
         self,
@@ -263,7 +320,7 @@ class BudgetGuard:
         reserve: bool,
     ) -> Refusal | None:
         now = self._clock()
-        costs = pricer.costs(estimate)
+        costs = pricer.bound(estimate)
         keys: list[tuple[Key, str]] = []
         for budget in self._hard.get(team.id, ()):
             period = self._window(team.id, budget, now)
@@ -271,19 +328,31 @@ class BudgetGuard:
             amount = costs.of(budget.counts)
             for value in budget_values(budget, scope):
                 key = (team.id, budget.id, value, period.start)
-                spent = committed.get(value, ZERO) + self._local.get(key, ZERO)
+                warehouse, here = committed.get(value, ZERO), self._local.get(key, ZERO)
+                spent = warehouse + here
                 limit = budget.limit(value)
-                if spent >= limit or spent + amount > limit:
+                # With N replicas, this one may hold at most 1/N of what the warehouse says
+                # is left: a burst spread over every replica cannot spend it N times over.
+                over_share = (
+                    self._replicas > 1 and here + amount > (limit - warehouse) / self._replicas
+                )
+                if spent >= limit or spent + amount > limit or over_share:
+                    refusal = Refusal(budget, value, spent, limit, amount, period.resets_at, key)
                     if reserve:
-                        self.stats.blocked[(team.id, budget.id)] += 1
-                        self._unsent_blocked[key] += 1
-                    return Refusal(budget, value, spent, limit, amount, period.resets_at)
+                        self.count(refusal)
+                    return refusal
                 keys.append((key, budget.counts))
         if keys and reserve:
             for key, counts in keys:
                 self._local[key] = self._local.get(key, ZERO) + costs.of(counts)
             self._admissions[event_id] = Admission(team.id, now, pricer, keys, costs)
         return None
+
+    def count(self, refusal: Refusal) -> None:
+        """A request refused: in the metrics now, in the warehouse with the next refresh."""
+        team_id, budget_id = refusal.key[0], refusal.key[1]
+        self.stats.blocked[(team_id, budget_id)] += 1
+        self._unsent_blocked[refusal.key] += 1
 
     def _release(self, event_id: str) -> None:
         admission = self._admissions.pop(event_id, None)
@@ -323,7 +392,7 @@ class BudgetGuard:
         now = self._clock()
         pending: dict[str, list[tuple[str, datetime]]] = {}
         for event_id, admission in list(self._admissions.items()):
-            if admission.settled:
+            if admission.settled and admission.landed_at is None:
                 pending.setdefault(admission.team_id, []).append((event_id, admission.started_at))
         periods = {
             (team_id, budget.id): self._window(team_id, budget, now).start
@@ -356,7 +425,13 @@ class BudgetGuard:
         current = set(snapshot.committed)
         forget_before = snapshot.read_at - FORGET_UNLANDED_AFTER
         for event_id, admission in list(self._admissions.items()):
-            landed = event_id in snapshot.landed
+            if admission.landed_at is None and event_id in snapshot.landed:
+                admission.landed_at = snapshot.read_at
+            # In the rollup for sure: found in the raw table a margin before this read.
+            landed = (
+                admission.landed_at is not None
+                and snapshot.read_at - admission.landed_at >= LANDED_MARGIN
+            )
             stale = all((k[0], k[1], k[3]) not in current for k, _ in admission.keys)
             forgotten = admission.started_at < forget_before
             if landed or stale or forgotten:
@@ -387,6 +462,56 @@ class BudgetGuard:
             await self.refresh()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._refresh_seconds)
+
+    def prometheus_text(self) -> str:
+        """Refusals and refreshes; spend, limit and what remains of each budget without
+        ``"*"`` (one series per budget: a default budget's values would be a series per user
+        or tag, which no Prometheus should hold)."""
+        lines = [
+            "# HELP meterline_budget_blocked_total Requests a hard budget refused.",
+            "# TYPE meterline_budget_blocked_total counter",
+        ]
+        for team_id, budgets in self._hard.items():
+            for budget in budgets:
+                labels = f'team="{team_id}",budget="{budget.id}"'
+                lines.append(
+                    f"meterline_budget_blocked_total{{{labels}}} "
+                    f"{self.stats.blocked[(team_id, budget.id)]}"
+                )
+        gauges: dict[str, list[str]] = {"spend": [], "limit": [], "remaining": []}
+        now = self._clock()
+        for team_id, budgets in self._hard.items():
+            for budget in budgets:
+                if budget.wildcards:
+                    continue
+                period = self._window(team_id, budget, now)
+                key = (team_id, budget.id, (), period.start)
+                committed = self._committed.get((team_id, budget.id, period.start), {})
+                spent = committed.get((), ZERO) + self._local.get(key, ZERO)
+                limit = budget.limit(())
+                labels = f'team="{team_id}",budget="{budget.id}"'
+                gauges["spend"].append(f"{{{labels}}} {spent:f}")
+                gauges["limit"].append(f"{{{labels}}} {limit:f}")
+                gauges["remaining"].append(f"{{{labels}}} {max(limit - spent, ZERO):f}")
+        helps = {
+            "spend": "What a hard budget without '*' has spent or reserved this period (USD).",
+            "limit": "A hard budget's limit (USD).",
+            "remaining": "What is left of a hard budget this period (USD).",
+        }
+        for name, series in gauges.items():
+            metric = f"meterline_budget_{name}_usd"
+            lines += [f"# HELP {metric} {helps[name]}", f"# TYPE {metric} gauge"]
+            lines += [f"{metric}{line}" for line in series]
+        lines += [
+            "# HELP meterline_budget_refreshes_total Reads of the budgets' committed spend.",
+            "# TYPE meterline_budget_refreshes_total counter",
+            f"meterline_budget_refreshes_total {self.stats.refreshes}",
+            "# HELP meterline_budget_refresh_failures_total Reads of the committed spend "
+            "that failed (the last one stands).",
+            "# TYPE meterline_budget_refresh_failures_total counter",
+            f"meterline_budget_refresh_failures_total {self.stats.refresh_failures}",
+        ]
+        return "\n".join(lines) + "\n"
 
     def reserved(self) -> Mapping[Key, Decimal]:
         """What this process counts on top of the warehouse, per budget value (tests, metrics)."""

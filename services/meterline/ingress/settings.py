@@ -52,6 +52,9 @@ class IngressSettings(CommonSettings):
     budget_spend_url: str | None = None
     """The query service's base URL, where hard budgets read the committed spend (with
     ``METERLINE_INTERNAL_TOKEN``). Unset: each ingress counts only what it admitted."""
+    budget_replicas: int = Field(default=1, ge=1)
+    """How many ingress replicas enforce the same budgets: each may reserve at most this
+    fraction of what remained at its last refresh (README "Budgets")."""
     budget_default_output_tokens: int = Field(default=4096, gt=0)
     """The output a budget reservation counts for a request that names no output limit."""
 

@@ -18,8 +18,9 @@ from meterline.common.pricing import PerMillionRates, StaticPrices, TokenCounts
 from meterline.ingress.budget_guard import BudgetGuard, output_limit
 from meterline.ingress.route_prices import ListPrices
 
-# $1 per million input tokens, $2 per million output: a million-token estimate costs $3.
-RATES = PerMillionRates.text(Decimal(1), Decimal(2), Decimal("0.1"), Decimal("1.25"))
+# $1 per million input tokens (cache writes too), $2 per million output: a million-token
+# estimate costs $3.
+RATES = PerMillionRates.text(Decimal(1), Decimal(2), Decimal("0.1"), Decimal(1))
 MILLION = TokenCounts(input_tokens=1_000_000, output_tokens=1_000_000)
 
 
@@ -111,14 +112,19 @@ def test_a_settled_request_counts_its_usage_instead_of_its_estimate() -> None:
 def test_the_warehouse_takes_over_what_it_holds() -> None:
     acme = team({"id": "per-user", "amount_usd": "10", "scope": {"user": "*"}})
     source = MemorySpend()
-    g = guard(acme, source)
+    clock = Clock(datetime(2026, 3, 8, 12, tzinfo=UTC))
+    g = guard(acme, source, clock)
     assert admit(g, acme, "e0") is None
     g.settle(event("e0", 1_000_000, 1_000_000))
     key = ("acme", "per-user", (("user", "ana"),), datetime(2026, 3, 1, tzinfo=UTC))
     assert g.reserved() == {key: Decimal(3)}
-    # The event landed: its cost is in the warehouse's spend, no longer counted locally.
+    # The event landed: its cost is in the warehouse's spend. The raw table shows it before
+    # every rollup may, so it still counts here until a refresh a margin later.
     source.spent[("acme", "per-user")] = {(("user", "ana"),): Decimal("8")}
     source.landed_ids.add("e0")
+    assert asyncio.run(g.refresh())
+    assert g.reserved() == {key: Decimal(3)}
+    clock.now += timedelta(seconds=2)
     assert asyncio.run(g.refresh())
     assert g.reserved() == {}
     # $8 committed and $3 estimated would pass $10: refused; another user has room.
@@ -146,6 +152,20 @@ def test_an_unsettled_request_is_not_taken_for_landed_and_a_failed_refresh_keeps
     assert g.stats.refresh_failures == 1
     refusal = admit(g, acme, "e1")
     assert refusal is not None and refusal.spent == Decimal(8)
+
+
+def test_each_of_n_replicas_holds_at_most_its_share_of_what_is_left() -> None:
+    acme = team({"id": "all", "amount_usd": "20"})
+    source = MemorySpend()
+    source.spent[("acme", "all")] = {(): Decimal(8)}
+    prices = ListPrices(lambda: StaticPrices({("openai", "gpt-4o"): RATES}))
+    assert prices.wait_loaded(10)
+    g = BudgetGuard(GatewayConfig(teams=[acme]), source, prices, replicas=2)
+    assert asyncio.run(g.refresh())
+    # $12 left, two replicas: this one holds up to $6, two $3 estimates.
+    assert [admit(g, acme, f"e{n}") is None for n in range(3)] == [True, True, False]
+    refusal = admit(g, acme, "e3")
+    assert refusal is not None and refusal.spent == Decimal(14)
 
 
 def test_byok_requests_pass_a_budget_that_excludes_them() -> None:
@@ -179,6 +199,30 @@ def test_soft_budgets_and_teams_without_budgets_are_not_checked() -> None:
     g = guard(acme)
     assert not g.enabled and not g.enforces("acme")
     assert admit(g, acme, "e0") is None
+
+
+def test_an_estimate_prices_its_tokens_at_their_dearest_kind() -> None:
+    acme = team()
+    g = guard(acme)
+    pricer = g.pricer(acme, "openai", "gpt-4o", "system")
+    assert pricer.bound(MILLION).market == Decimal(3)
+    dear = PerMillionRates(
+        input=Decimal(1),
+        output=Decimal(2),
+        cache_read=Decimal("0.1"),
+        cache_write=Decimal("1.25"),
+        cache_write_1h=Decimal(2),
+        input_audio=Decimal(40),
+        output_audio=Decimal(80),
+        web_search=Decimal(0),
+    )
+    prices = ListPrices(lambda: StaticPrices({("openai", "gpt-audio"): dear}))
+    assert prices.wait_loaded(10)
+    g = BudgetGuard(GatewayConfig(teams=[acme]), None, prices)
+    costs = g.pricer(acme, "openai", "gpt-audio", "system").bound(MILLION)
+    assert (costs.market, costs.total) == (Decimal(120), Decimal(120))
+    # An unknown model's estimate is nothing: its requests are charged nothing either.
+    assert g.pricer(acme, "openai", "unknown", "system").bound(MILLION).market == 0
 
 
 @pytest.mark.parametrize(

@@ -106,7 +106,8 @@ async def answer(
     each route only once the team's hard budgets admit the request on it."""
     guard = call.gateway.budgets
     if guard.enforces(call.caller.team.id):
-        routes = admitted_routes(call, routes, record)
+        if len(routes) > 1:
+            routes = admitted_routes(call, routes, record)
         send = _reserving(call, record, send)
     if len(routes) == 1:
         return await send(routes[0])
@@ -149,6 +150,7 @@ def admitted_routes(call: Call, routes: Sequence[Route], record: RequestRecord) 
         return kept
     refusal = _admit(call, record, routes[0], reserve=False)
     assert refusal is not None
+    call.gateway.budgets.count(refusal)
     raise QuotaExceeded(refusal.message(), refusal.budget.id)
 
 
