@@ -4,7 +4,9 @@ Starts the provider simulator and ``meterline all-in-one`` (its local log and ch
 temporary directory), sends a few hundred requests through the Chat Completions API with
 the official ``openai`` SDK (several users, tags, models, streamed and not), prints the
 report grouped by ``day,user`` and by ``tag``, and checks that the report's totals equal the
-usage the SDK received, and its market cost what genai-prices says for that usage."""
+usage the SDK received, and its market cost what genai-prices says for that usage. Then a
+trial user of a third team runs into its hard budget: refused with a 402 before anything is
+forwarded, and counted in the budget's status."""
 
 from __future__ import annotations
 
@@ -161,11 +163,16 @@ def main(requests: int = 300) -> int:
     with tempfile.TemporaryDirectory(prefix="meterline-demo-") as tmp:
         directory = Path(tmp)
         simulator_port, gateway_port = free_port(), free_port()
-        key, other_key = new_key(), new_key()
+        key, other_key, trial_key = new_key(), new_key(), new_key()
         config = directory / "meterline.toml"
         write_config(
-            config, f"http://127.0.0.1:{simulator_port}/v1", {"acme": key, "globex": other_key}
+            config,
+            f"http://127.0.0.1:{simulator_port}/v1",
+            {"acme": key, "globex": other_key, "initech": trial_key},
         )
+        # The last team's budget: every user of initech, a tenth of a cent a day.
+        with config.open("a") as file:
+            file.write(TRIAL_BUDGET)
         env = {
             **os.environ,
             "METERLINE_CONFIG_FILE": str(config),
@@ -203,7 +210,59 @@ def main(requests: int = 300) -> int:
             print_table("report grouped by day,user", by_day_user, ["day", "user"])
             print_table("report grouped by tag", by_tag, ["tag"])
             foreign = report(base, other_key, group_by="user")
-            return check(sent, by_day_user, by_tag, foreign)
+            checked = check(sent, by_day_user, by_tag, foreign)
+            return checked or hit_the_budget(base, trial_key)
+
+
+TRIAL_BUDGET = """
+[[teams.budgets]]
+id = "trial-daily"
+amount_usd = "0.001"
+scope = { user = "*" }
+period = "daily"
+"""
+
+
+def hit_the_budget(base: str, key: str) -> int:
+    """Requests of one trial user until its budget refuses one; the refusal and the
+    budget's status printed."""
+    from openai import APIStatusError, OpenAI
+
+    client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
+    print("\na trial user of team initech (budget: $0.001 a day per user) asks until refused:")
+    code: str | None = None
+    for n in range(1, 101):
+        try:
+            client.chat.completions.create(
+                model="openai/gpt-4o",
+                messages=[{"role": "user", "content": f"Trial question {n}."}],
+                max_tokens=40,
+                extra_body={"providerOptions": {"gateway": {"user": "trial-user"}}},
+            )
+        except APIStatusError as error:
+            print(f"  request {n}: HTTP {error.status_code} {error.code}: {error.message}")
+            code = error.code
+            break
+        print(f"  request {n}: answered")
+    else:
+        print("\nDEMO CHECK FAILED:\n  the trial user was never refused")
+        return 1
+    time.sleep(2.5)  # the refusal reaches the status with the gateway's next refresh
+    status = httpx.get(
+        f"{base}/v1/budgets/status",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=10,
+    ).json()["data"][0]
+    [value] = status["values"]
+    print(
+        f"  budget {status['budget']['id']}: {value['value']} spent ${value['spend']} of "
+        f"${value['limit']}, {value['blocked']} refused, resets at {status['resets_at']}"
+    )
+    if code != "quota_for_entity_exceeded" or value["blocked"] < 1:
+        print("\nDEMO CHECK FAILED:\n  the refusal is not in the budget's status")
+        return 1
+    print("OK: the trial user was refused before the provider was asked, and it was counted.")
+    return 0
 
 
 def check(
