@@ -42,7 +42,15 @@ from meterline.ingress.route_prices import ListPrices
 from meterline.ingress.route_stats import RouteStats
 from meterline.ingress.tagging import GATEWAY, NO_ROUTING_OPTIONS, RoutingOptions, Sort
 
-__all__ = ["Credential", "CredentialType", "Route", "Router", "first_success", "should_try_next"]
+__all__ = [
+    "Credential",
+    "CredentialType",
+    "Route",
+    "Router",
+    "first_success",
+    "on_route",
+    "should_try_next",
+]
 
 log = logging.getLogger("meterline.ingress.routing")
 
@@ -257,6 +265,14 @@ def should_try_next(route: Route, status: int) -> bool:
     return route.credential.type == "byok" and status in REFUSED_KEY_STATUSES
 
 
+def on_route(record: RequestRecord, route: Route) -> None:
+    """The record names the route the request is sent on."""
+    record.provider = route.provider.slug
+    record.model = route.model
+    record.credential_type = route.credential.type
+    record.zero_data_retention = route.provider.zero_data_retention
+
+
 async def first_success(
     routes: Sequence[Route],
     record: RequestRecord,
@@ -271,10 +287,7 @@ async def first_success(
     if not routes:
         raise ValueError("no routes")
     for index, route in enumerate(routes):
-        record.provider = route.provider.slug
-        record.model = route.model
-        record.credential_type = route.credential.type
-        record.zero_data_retention = route.provider.zero_data_retention
+        on_route(record, route)
         response = await send(route)
         last = index == len(routes) - 1
         if last or not should_try_next(route, response.status_code):

@@ -21,7 +21,7 @@ from meterline.ingress.budget_guard import INPUT_BYTES_PER_TOKEN, Refusal, outpu
 from meterline.ingress.deps import Caller, Gateway, authenticate, gateway_of, read_json_object
 from meterline.ingress.errors import BadRequest, QuotaExceeded
 from meterline.ingress.metering import RequestRecord
-from meterline.ingress.routing import Route, first_success
+from meterline.ingress.routing import Route, first_success, on_route
 from meterline.ingress.tagging import Attribution
 
 
@@ -108,6 +108,8 @@ async def answer(
     if guard.enforces(call.caller.team.id):
         if len(routes) > 1:
             routes = admitted_routes(call, routes, record)
+            # The record names its first route, which may have been dropped.
+            on_route(record, routes[0])
         send = _reserving(call, record, send)
     if len(routes) == 1:
         return await send(routes[0])
