@@ -30,7 +30,6 @@ from meterline.consumer.assemble import open_consumer
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.app import create_app as create_ingress_app
-from meterline.ingress.app import has_hard_budgets
 from meterline.ingress.publishing.bus import BusPublisher
 from meterline.ingress.publishing.kafka import kafka_publisher
 from meterline.ingress.publishing.protocol import UsagePublisher
@@ -83,8 +82,8 @@ class AllInOne:
             publisher = kafka_publisher(settings.ingress)
         else:
             publisher = BusPublisher(self.bus)
-        # Hard budgets read the committed spend from the same engine the consumer writes.
-        spend = WarehouseSpend(self._client) if has_hard_budgets(config) else None
+        # Budgets and their committed spend are read from the engine the consumer writes.
+        spend = WarehouseSpend(self._client)
         self.ingress: FastAPI = create_ingress_app(settings.ingress, config, publisher, spend)
         self.query: FastAPI = create_query_app(
             settings.query, client_factory=self._client, config=config

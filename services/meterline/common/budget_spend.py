@@ -46,6 +46,8 @@ class SpendAsk:
     pending: Mapping[str, tuple[Sequence[str], datetime]]
     blocked: Mapping[BlockedKey, int] = field(default_factory=dict)
     """Requests refused since the last ask, to be added to ``budget_blocked_requests``."""
+    api_budgets: bool = False
+    """Also list the budgets made through the API (``SpendAnswer.api_budgets``)."""
 
 
 @dataclass(slots=True)
@@ -53,6 +55,8 @@ class SpendAnswer:
     committed: dict[tuple[str, str], dict[BudgetValue, Decimal]]
     """Per (team, budget id): each value's spend; values without spend are left out."""
     landed: set[str]
+    api_budgets: dict[str, list[Budget]] = field(default_factory=dict)
+    """Per team, the budgets made through the API (when asked for)."""
 
 
 class SpendSource(Protocol):
@@ -145,7 +149,8 @@ class WarehouseSpend:
             (team_id, budget.id): self._committed(team_id, budget, since)
             for team_id, budget, since in ask.budgets
         }
-        return SpendAnswer(committed, landed)
+        api = api_budgets(self._client_or_open()) if ask.api_budgets else {}
+        return SpendAnswer(committed, landed, api)
 
     def _committed(
         self, team_id: str, budget: Budget, since: datetime | None
@@ -177,12 +182,37 @@ class WarehouseSpend:
             self._client = None
 
 
+def api_budgets(client: Client) -> dict[str, list[Budget]]:
+    """Every team's budgets made through the API: each budget's latest row, unless deleted."""
+    rows = client.query(
+        "SELECT team_id, budget_id, argMax(definition, updated_at),"
+        " argMax(deleted, updated_at) AS gone FROM budgets"
+        " GROUP BY team_id, budget_id HAVING NOT gone ORDER BY team_id, budget_id"
+    ).result_rows
+    found: dict[str, list[Budget]] = {}
+    for team_id, _, definition, _ in rows:
+        found.setdefault(team_id, []).append(Budget.model_validate_json(definition))
+    return found
+
+
+def store_budget(
+    client: Client, team_id: str, budget: Budget, key_name: str, *, deleted: bool = False
+) -> None:
+    """A budget made, changed (the same id again) or deleted through the API."""
+    client.insert(
+        "budgets",
+        [[team_id, budget.id, budget.model_dump_json(), deleted, datetime.now(UTC), key_name]],
+        column_names=("team_id", "budget_id", "definition", "deleted", "updated_at", "updated_by"),
+    )
+
+
 class MemorySpend:
     """``SpendSource`` for unit tests: spend set by the test, events marked landed."""
 
     def __init__(self) -> None:
         self.spent: dict[tuple[str, str], dict[BudgetValue, Decimal]] = {}
         self.landed_ids: set[str] = set()
+        self.api: dict[str, list[Budget]] = {}
         self.fail = False
 
     def read(self, ask: SpendAsk) -> SpendAnswer:
@@ -193,7 +223,8 @@ class MemorySpend:
             (team_id, budget.id): dict(self.spent.get((team_id, budget.id), {}))
             for team_id, budget, _ in ask.budgets
         }
-        return SpendAnswer(committed, self.landed_ids & pending)
+        api = {team: list(budgets) for team, budgets in self.api.items()} if ask.api_budgets else {}
+        return SpendAnswer(committed, self.landed_ids & pending, api)
 
 
 # ---- Over HTTP: an ingress asks the query service, which reads the warehouse. ----
@@ -225,6 +256,7 @@ def ask_to_json(ask: SpendAsk) -> dict[str, Any]:
             }
             for (team_id, budget_id, value, since), count in ask.blocked.items()
         ],
+        "api_budgets": ask.api_budgets,
     }
 
 
@@ -254,7 +286,7 @@ def ask_from_json(payload: Any) -> SpendAsk:
         ): int(item["count"])
         for item in _list(payload, "blocked")
     }
-    return SpendAsk(budgets, pending, blocked)
+    return SpendAsk(budgets, pending, blocked, bool(payload.get("api_budgets", False)))
 
 
 def answer_to_json(answer: SpendAnswer) -> dict[str, Any]:
@@ -271,6 +303,10 @@ def answer_to_json(answer: SpendAnswer) -> dict[str, Any]:
             for (team_id, budget_id), values in answer.committed.items()
         ],
         "landed": sorted(answer.landed),
+        "api_budgets": {
+            team_id: [b.model_dump(mode="json") for b in budgets]
+            for team_id, budgets in answer.api_budgets.items()
+        },
     }
 
 
@@ -282,7 +318,11 @@ def answer_from_json(payload: Any) -> SpendAnswer:
         }
         for item in payload["committed"]
     }
-    return SpendAnswer(committed, {str(i) for i in payload["landed"]})
+    api = {
+        str(team_id): [Budget.model_validate(b) for b in budgets]
+        for team_id, budgets in payload.get("api_budgets", {}).items()
+    }
+    return SpendAnswer(committed, {str(i) for i in payload["landed"]}, api)
 
 
 def _list(payload: dict[str, Any], name: str) -> list[dict[str, Any]]:

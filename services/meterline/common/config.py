@@ -63,6 +63,10 @@ class ProviderConfig(_Strict):
 class GatewayKey(_Strict):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    manage_budgets: bool = False
+    """This key may create, change and delete the team's budgets (``PUT``/``DELETE
+    /v1/budgets``); other keys only read them. An application's key should not be able to
+    lift its own budget."""
 
 
 class PriceOverride(_Strict):

@@ -64,20 +64,19 @@ def has_hard_budgets(config: GatewayConfig) -> bool:
 
 
 def spend_source(settings: IngressSettings, config: GatewayConfig) -> SpendSource | None:
-    """Where the hard budgets' committed spend is read: the query service at
-    ``METERLINE_BUDGET_SPEND_URL``. Without one, each process counts only what it admitted
-    itself."""
-    if not has_hard_budgets(config):
-        return None
+    """Where the budgets and their committed spend are read: the query service at
+    ``METERLINE_BUDGET_SPEND_URL``. Without one, only the configured budgets are checked and
+    each process counts only what it admitted itself."""
     token = settings.internal_token
-    if settings.budget_spend_url is None or token is None:
+    if settings.budget_spend_url is not None and token is not None:
+        return QuerySpend(settings.budget_spend_url, token.get_secret_value())
+    if has_hard_budgets(config):
         log.warning(
             "hard budgets are configured but METERLINE_BUDGET_SPEND_URL or "
             "METERLINE_INTERNAL_TOKEN is not set: each ingress counts only the requests it "
             "admitted since it started"
         )
-        return None
-    return QuerySpend(settings.budget_spend_url, token.get_secret_value())
+    return None
 
 
 @asynccontextmanager

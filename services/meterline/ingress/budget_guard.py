@@ -194,6 +194,8 @@ class Snapshot:
     committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]]
     landed: set[str]
     read_at: datetime
+    hard: dict[str, list[Budget]]
+    """The hard budgets the spend is of: configured and API-made."""
 
 
 @dataclass(slots=True)
@@ -224,9 +226,12 @@ class BudgetGuard:
         replicas: int = 1,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self._hard = {
+        self._configured = {
             team.id: [b for b in team.budgets if b.mode == "hard"] for team in config.teams
         }
+        self._configured_ids = {team.id: {b.id for b in team.budgets} for team in config.teams}
+        self._hard: dict[str, list[Budget]] = dict(self._configured)
+        """Configured and API-made hard budgets per team, as the last refresh left them."""
         self._timezones = {team.id: team.timezone for team in config.teams}
         self._source = source
         self._prices = prices
@@ -234,7 +239,7 @@ class BudgetGuard:
         self._default_output_tokens = default_output_tokens
         self._replicas = replicas
         self._clock = clock
-        self._windows: dict[tuple[str, str], Window] = {}
+        self._windows: dict[tuple[str, str, str, str | None], Window] = {}
         self._pricers: dict[tuple[str, str, str, str], tuple[date, Pricer]] = {}
         self._committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {}
         self._local: dict[Key, Decimal] = {}
@@ -245,7 +250,8 @@ class BudgetGuard:
 
     @property
     def enabled(self) -> bool:
-        return any(self._hard.values())
+        """Whether there are budgets to check, or may be (made through the API)."""
+        return self._source is not None or any(self._configured.values())
 
     def enforces(self, team_id: str) -> bool:
         return bool(self._hard.get(team_id))
@@ -376,11 +382,13 @@ class BudgetGuard:
         admission.settled_at = self._clock()
 
     def _window(self, team_id: str, budget: Budget, now: datetime) -> Window:
-        cached = self._windows.get((team_id, budget.id))
+        # Keyed by the period's definition too: a budget changed through the API keeps its id.
+        cache_key = (team_id, budget.id, budget.period, budget.timezone)
+        cached = self._windows.get(cache_key)
         if cached is not None and (cached.resets_at is None or now < cached.resets_at):
             return cached
         tz = budget_timezone(budget, self._timezones.get(team_id, "UTC"))
-        current = self._windows[(team_id, budget.id)] = window(budget.period, tz, now)
+        current = self._windows[cache_key] = window(budget.period, tz, now)
         return current
 
     # ---- the background refresh ----
@@ -394,15 +402,16 @@ class BudgetGuard:
         for event_id, admission in list(self._admissions.items()):
             if admission.settled and admission.landed_at is None:
                 pending.setdefault(admission.team_id, []).append((event_id, admission.started_at))
+        hard = self._hard
         periods = {
             (team_id, budget.id): self._window(team_id, budget, now).start
-            for team_id, budgets in self._hard.items()
+            for team_id, budgets in hard.items()
             for budget in budgets
         }
         ask = SpendAsk(
             budgets=[
                 (team_id, budget, periods[(team_id, budget.id)])
-                for team_id, budgets in self._hard.items()
+                for team_id, budgets in hard.items()
                 for budget in budgets
             ],
             pending={
@@ -410,17 +419,45 @@ class BudgetGuard:
                 for team_id, admitted in pending.items()
             },
             blocked=dict(blocked or {}),
+            api_budgets=True,
         )
         answer = self._source.read(ask)
+        spent = dict(answer.committed)
+        merged = self._merged(answer.api_budgets)
+        # Budgets made or changed since the last refresh: their spend, before they count.
+        asked = {(t, b.model_dump_json()) for t, budgets in hard.items() for b in budgets}
+        new = [
+            (t, b)
+            for t, budgets in merged.items()
+            for b in budgets
+            if (t, b.model_dump_json()) not in asked
+        ]
+        for team_id, budget in new:
+            periods[(team_id, budget.id)] = self._window(team_id, budget, now).start
+        if new:
+            later = self._source.read(SpendAsk([(t, b, periods[(t, b.id)]) for t, b in new], {}))
+            spent.update(later.committed)
         committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {
-            (team_id, budget_id, periods[(team_id, budget_id)]): values
-            for (team_id, budget_id), values in answer.committed.items()
-            if (team_id, budget_id) in periods
+            (team_id, budget.id, periods[(team_id, budget.id)]): spent.get((team_id, budget.id), {})
+            for team_id, budgets in merged.items()
+            for budget in budgets
         }
-        return Snapshot(committed, answer.landed, now)
+        return Snapshot(committed, answer.landed, now, merged)
+
+    def _merged(self, api: Mapping[str, list[Budget]]) -> dict[str, list[Budget]]:
+        """The configured hard budgets, and the API's of configured teams (a configured
+        budget wins over an API one of the same id)."""
+        merged = {team_id: list(budgets) for team_id, budgets in self._configured.items()}
+        for team_id, budgets in api.items():
+            if team_id not in self._timezones:
+                continue
+            taken = self._configured_ids[team_id]
+            merged[team_id] += [b for b in budgets if b.mode == "hard" and b.id not in taken]
+        return merged
 
     def apply(self, snapshot: Snapshot) -> None:
         """On the event loop: take the snapshot, and stop counting what it holds."""
+        self._hard = snapshot.hard
         self._committed = snapshot.committed
         current = set(snapshot.committed)
         forget_before = snapshot.read_at - FORGET_UNLANDED_AFTER

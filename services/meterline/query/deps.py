@@ -5,20 +5,36 @@ its thread pool, and four thread hops per request cost more than the lookups the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from meterline.common.config import KeyRing, TeamConfig
+from meterline.common.config import GatewayKey, KeyRing, TeamConfig
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import Unauthenticated
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    team: TeamConfig
+    key: GatewayKey
+
+    @property
+    def key_name(self) -> str:
+        return self.key.name
+
+
 async def _team(request: Request) -> TeamConfig:
     """The team of the gateway key in ``Authorization: Bearer <key>``: the scope of every
     query the request makes."""
+    return (await _caller(request)).team
+
+
+async def _caller(request: Request) -> Caller:
+    """The team and the key in ``Authorization: Bearer <key>``."""
     header = request.headers.get("authorization", "")
     scheme, _, key = header.partition(" ")
     if not header:
@@ -29,7 +45,7 @@ async def _team(request: Request) -> TeamConfig:
     found = key_ring.authenticate(key.strip())
     if found is None:
         raise Unauthenticated("invalid API key")
-    return found[0]
+    return Caller(*found)
 
 
 async def _warehouse(request: Request) -> Warehouse:
@@ -48,6 +64,7 @@ async def _cursors(request: Request) -> CursorSigner:
 
 
 AuthenticatedTeam = Annotated[TeamConfig, Depends(_team)]
+AuthenticatedCaller = Annotated[Caller, Depends(_caller)]
 WarehouseDep = Annotated[Warehouse, Depends(_warehouse)]
 SettingsDep = Annotated[QuerySettings, Depends(_settings)]
 CursorsDep = Annotated[CursorSigner, Depends(_cursors)]

@@ -57,6 +57,11 @@ class NotFound(QueryError):
     error_type = "not_found_error"
 
 
+class Conflict(QueryError):
+    status_code = 409
+    error_type = "conflict_error"
+
+
 class WarehouseUnavailable(QueryError):
     status_code = 503
     error_type = "service_unavailable"
@@ -84,7 +89,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     meaning = {
         400: "a bad parameter; the message and param name it",
         401: "missing or wrong gateway key",
+        403: "the key may not do this",
         404: "not found for the caller's team",
+        409: "in conflict with the configuration file",
         503: "the warehouse is unavailable",
     }
     return {

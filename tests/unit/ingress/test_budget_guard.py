@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from meterline.common.budget_spend import MemorySpend
-from meterline.common.budgets import RequestScope
+from meterline.common.budgets import Budget, RequestScope
 from meterline.common.config import GatewayConfig, TeamConfig
 from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices, TokenCounts
@@ -166,6 +166,35 @@ def test_each_of_n_replicas_holds_at_most_its_share_of_what_is_left() -> None:
     assert [admit(g, acme, f"e{n}") is None for n in range(3)] == [True, True, False]
     refusal = admit(g, acme, "e3")
     assert refusal is not None and refusal.spent == Decimal(14)
+
+
+def test_a_budget_made_through_the_api_counts_from_the_next_refresh() -> None:
+    acme = team()
+    source = MemorySpend()
+    g = guard(acme, source)
+    assert g.enabled and not g.enforces("acme")
+    source.api["acme"] = [Budget.model_validate({"id": "api", "amount_usd": "5"})]
+    source.spent[("acme", "api")] = {(): Decimal(4)}
+    # A budget of another team that is not configured here is left out.
+    source.api["stranger"] = [Budget.model_validate({"id": "x", "amount_usd": "0"})]
+    assert asyncio.run(g.refresh())
+    assert g.enforces("acme") and not g.enforces("stranger")
+    refusal = admit(g, acme, "e0")
+    # Its spend was read in the same refresh: $4 of $5, and $3 more would pass it.
+    assert refusal is not None and refusal.spent == Decimal(4)
+    # Deleted: no longer checked.
+    source.api.clear()
+    assert asyncio.run(g.refresh())
+    assert not g.enforces("acme") and admit(g, acme, "e1") is None
+
+
+def test_a_configured_budget_wins_over_an_api_one_of_its_id() -> None:
+    acme = team({"id": "all", "amount_usd": "10", "mode": "soft"})
+    source = MemorySpend()
+    source.api["acme"] = [Budget.model_validate({"id": "all", "amount_usd": "0"})]
+    g = guard(acme, source)
+    assert asyncio.run(g.refresh())
+    assert not g.enforces("acme")
 
 
 def test_byok_requests_pass_a_budget_that_excludes_them() -> None:

@@ -22,13 +22,29 @@ from meterline.common.budget_spend import (
     SpendAsk,
     WarehouseSpend,
     answer_to_json,
+    api_budgets,
     ask_from_json,
+    store_budget,
 )
 from meterline.common.budgets import Budget, BudgetValue, budget_timezone, window
 from meterline.common.config import TeamConfig
-from meterline.query.deps import AuthenticatedTeam, SettingsDep, WarehouseDep
-from meterline.query.errors import BadParameter, NotFound, Unauthenticated, error_responses
+from meterline.query.deps import (
+    AuthenticatedCaller,
+    AuthenticatedTeam,
+    Caller,
+    SettingsDep,
+    WarehouseDep,
+)
+from meterline.query.errors import (
+    BadParameter,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unauthenticated,
+    error_responses,
+)
 from meterline.query.render import decimal_text, to_json
+from meterline.query.warehouse import Warehouse
 
 router = APIRouter()
 
@@ -49,6 +65,7 @@ BUDGET_SCHEMA: Final[dict[str, Any]] = {
         "thresholds": {"type": "array", "items": {"type": "integer"}},
         "alert_on_reset": {"type": "boolean"},
         "overrides": {"type": "object", "additionalProperties": _MONEY},
+        "source": {"enum": ["config", "api"], "description": "where it is defined"},
     },
 }
 STATUS_SCHEMA: Final[dict[str, Any]] = {
@@ -89,8 +106,9 @@ STATUS_SCHEMA: Final[dict[str, Any]] = {
 }
 
 
-def budget_json(team: TeamConfig, budget: Budget) -> dict[str, Any]:
+def budget_json(team: TeamConfig, budget: Budget, source: str) -> dict[str, Any]:
     body = budget.model_dump(mode="json")
+    body["source"] = source
     body["amount_usd"] = decimal_text(budget.amount_usd)
     body["overrides"] = {k: decimal_text(v) for k, v in budget.overrides.items()}
     body["timezone"] = budget_timezone(budget, team.timezone)
@@ -108,11 +126,21 @@ def _only(request: Request, allowed: tuple[str, ...], path: str) -> None:
             raise BadParameter(name, f"unknown parameter; {path} takes {takes}")
 
 
-def _chosen(request: Request, team: TeamConfig) -> list[Budget]:
+async def team_budgets(team: TeamConfig, warehouse: Warehouse) -> list[tuple[Budget, str]]:
+    """The team's budgets and where each is defined (``config`` or ``api``); a configured
+    budget hides an API one of the same id."""
+    api = await warehouse.run(api_budgets)
+    configured = {b.id for b in team.budgets}
+    return [(b, "config") for b in team.budgets] + [
+        (b, "api") for b in api.get(team.id, []) if b.id not in configured
+    ]
+
+
+def _chosen(request: Request, budgets: list[tuple[Budget, str]]) -> list[tuple[Budget, str]]:
     wanted = request.query_params.get("budget_id")
     if wanted is None:
-        return list(team.budgets)
-    chosen = [b for b in team.budgets if b.id == wanted]
+        return budgets
+    chosen = [(b, source) for b, source in budgets if b.id == wanted]
     if not chosen:
         raise NotFound(f"budget_id: the team has no budget {wanted!r}")
     return chosen
@@ -136,10 +164,78 @@ def _chosen(request: Request, team: TeamConfig) -> list[Budget]:
         **error_responses(400, 401, 404),
     },
 )
-async def budgets(request: Request, team: AuthenticatedTeam) -> Response:
+async def budgets(request: Request, team: AuthenticatedTeam, warehouse: WarehouseDep) -> Response:
     _only(request, ("budget_id",), "/v1/budgets")
-    body = {"data": [budget_json(team, b) for b in _chosen(request, team)]}
+    chosen = _chosen(request, await team_budgets(team, warehouse))
+    body = {"data": [budget_json(team, b, source) for b, source in chosen]}
     return Response(to_json(body), media_type="application/json")
+
+
+@router.put(
+    "/v1/budgets",
+    responses={
+        200: {
+            "description": "the budget as stored: made, or changed when the id exists",
+            "content": {"application/json": {"schema": BUDGET_SCHEMA}},
+        },
+        **error_responses(400, 401, 403, 409, 503),
+    },
+)
+async def put_budget(
+    request: Request, caller: AuthenticatedCaller, warehouse: WarehouseDep
+) -> Response:
+    team = _manager(caller)
+    _only(request, (), "PUT /v1/budgets")
+    try:
+        payload = json.loads(await request.body())
+    except ValueError:
+        raise BadParameter("body", "not valid JSON: send the budget as a JSON object") from None
+    if not isinstance(payload, dict):
+        raise BadParameter("body", "send the budget as a JSON object")
+    payload.pop("source", None)
+    try:
+        budget = Budget.model_validate(payload)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"] if p != "[key]") or "body"
+        raise BadParameter(where, first["msg"]) from None
+    if any(b.id == budget.id for b in team.budgets):
+        raise Conflict(f"budget {budget.id!r} is defined in meterline.toml: change it there")
+    await warehouse.run(lambda client: store_budget(client, team.id, budget, caller.key_name))
+    return Response(to_json(budget_json(team, budget, "api")), media_type="application/json")
+
+
+@router.delete(
+    "/v1/budgets",
+    responses={
+        200: {"description": "the budget was deleted"},
+        **error_responses(400, 401, 403, 404, 409, 503),
+    },
+)
+async def delete_budget(
+    request: Request, caller: AuthenticatedCaller, warehouse: WarehouseDep
+) -> Response:
+    team = _manager(caller)
+    _only(request, ("budget_id",), "DELETE /v1/budgets")
+    wanted = request.query_params.get("budget_id")
+    if not wanted:
+        raise BadParameter("budget_id", "required: the id of the budget to delete")
+    if any(b.id == wanted for b in team.budgets):
+        raise Conflict(f"budget {wanted!r} is defined in meterline.toml: remove it there")
+    [(budget, _)] = _chosen(request, await team_budgets(team, warehouse))
+    await warehouse.run(
+        lambda client: store_budget(client, team.id, budget, caller.key_name, deleted=True)
+    )
+    return Response(to_json({"deleted": budget.id}), media_type="application/json")
+
+
+def _manager(caller: Caller) -> TeamConfig:
+    if not caller.key.manage_budgets:
+        raise Forbidden(
+            f"the key {caller.key_name!r} may read the team's budgets, not change them "
+            "(manage_budgets = true in its [[teams.keys]] entry)"
+        )
+    return caller.team
 
 
 @router.get(
@@ -154,19 +250,19 @@ async def budgets(request: Request, team: AuthenticatedTeam) -> Response:
 )
 async def status(request: Request, team: AuthenticatedTeam, warehouse: WarehouseDep) -> Response:
     _only(request, ("budget_id",), "/v1/budgets/status")
-    chosen = _chosen(request, team)
+    chosen = _chosen(request, await team_budgets(team, warehouse))
     now = datetime.now(UTC)
-    periods = {b.id: window(b.period, budget_timezone(b, team.timezone), now) for b in chosen}
-    ask = SpendAsk([(team.id, b, periods[b.id].start) for b in chosen], {})
+    periods = {b.id: window(b.period, budget_timezone(b, team.timezone), now) for b, _ in chosen}
+    ask = SpendAsk([(team.id, b, periods[b.id].start) for b, _ in chosen], {})
 
     def read(client: Any) -> tuple[SpendAnswer, dict[str, dict[BudgetValue, int]]]:
         spend = WarehouseSpend(lambda: client)
-        blocked = {b.id: spend.blocked(team.id, b.id, periods[b.id].start) for b in chosen}
+        blocked = {b.id: spend.blocked(team.id, b.id, periods[b.id].start) for b, _ in chosen}
         return spend.read(ask), blocked
 
     answer, blocked = await warehouse.run(read)
     data = []
-    for budget in chosen:
+    for budget, source in chosen:
         spent = answer.committed.get((team.id, budget.id), {})
         refused = blocked[budget.id]
         # Every value with spend or refusals, and the values an override names.
@@ -195,7 +291,7 @@ async def status(request: Request, team: AuthenticatedTeam, warehouse: Warehouse
         period = periods[budget.id]
         data.append(
             {
-                "budget": budget_json(team, budget),
+                "budget": budget_json(team, budget, source),
                 "period_start": _instant(period.start),
                 "resets_at": _instant(period.resets_at),
                 "values": rows,
