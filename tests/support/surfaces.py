@@ -10,7 +10,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,14 +67,20 @@ models = {json.dumps(list(LISTED_MODELS["anthropic"]))}
     )
 
 
+ConfigWriter = Callable[[Path, str, dict[str, str]], None]
+"""Writes the configuration file at a path, for the simulator's URL and each team's key;
+its providers read their key from ``PROVIDER_KEY_ENV``."""
+
+
 @contextmanager
-def serve_stack(directory: Path) -> Iterator[Stack]:
+def serve_stack(directory: Path, configure: ConfigWriter | None = None) -> Iterator[Stack]:
     """The simulator and an all-in-one on it (embedded: chDB and the local log in
-    ``directory``), for teams ``acme`` (``key``) and ``globex`` (``other_key``)."""
+    ``directory``), for teams ``acme`` (``key``) and ``globex`` (``other_key``), configured
+    by ``configure`` (default: ``write_config``)."""
     keys = {"acme": new_key(), "globex": new_key()}
     simulator_port, gateway_port = free_port(), free_port()
     config = directory / "meterline.toml"
-    write_config(config, f"http://127.0.0.1:{simulator_port}", keys)
+    (configure or write_config)(config, f"http://127.0.0.1:{simulator_port}", keys)
     env = {
         **os.environ,
         "METERLINE_CONFIG_FILE": str(config),

@@ -28,15 +28,20 @@ import openai
 import pytest
 from openai.types.responses import ResponseCompletedEvent
 
-from meterline.common.config import hash_key, new_key
-from meterline.processes import free_port, meterline_process, wait_http
+from meterline.common.config import hash_key
 from tests.integration.surfaces.test_sdk_surfaces import Sent, sent
-from tests.support.surfaces import Stack, listed_model, npm_installed, report
+from tests.support.surfaces import (
+    PROVIDER_KEY_ENV,
+    Stack,
+    listed_model,
+    npm_installed,
+    report,
+    serve_stack,
+)
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.e2e]
 
 CLIENT = Path(__file__).parent / "ai_gateway"
-PROVIDER_KEY_ENV = "METADATA_PROVIDER_KEY"
 CREDIT = Decimal("25.5")
 TODAY = datetime.now(UTC).date()
 RANGE = {
@@ -94,32 +99,8 @@ sha256 = "{hash_key(keys["globex"])}"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    directory = tmp_path_factory.mktemp("ai-gateway-metadata")
-    keys = {"acme": new_key(), "globex": new_key()}
-    simulator_port, gateway_port = free_port(), free_port()
-    config = directory / "meterline.toml"
-    write_config(config, f"http://127.0.0.1:{simulator_port}", keys)
-    env = {
-        **os.environ,
-        "METERLINE_CONFIG_FILE": str(config),
-        "METERLINE_DATA_DIR": str(directory / "data"),
-        "METERLINE_MAX_BATCH_SECONDS": "0.2",
-        PROVIDER_KEY_ENV: "sk-simulator",
-    }
-    env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    env.pop("CLICKHOUSE_URL", None)
-    logs = {name: directory / f"{name}.log" for name in ("simulator", "all-in-one")}
-    with (
-        meterline_process(
-            ["simulator", "--port", str(simulator_port)], env, logs["simulator"]
-        ) as sim,
-        meterline_process(
-            ["all-in-one", "--port", str(gateway_port)], env, logs["all-in-one"]
-        ) as gateway,
-    ):
-        wait_http(f"http://127.0.0.1:{simulator_port}/healthz", sim, logs["simulator"])
-        wait_http(f"http://127.0.0.1:{gateway_port}/healthz", gateway, logs["all-in-one"])
-        yield Stack(f"http://127.0.0.1:{gateway_port}", keys["acme"], keys["globex"])
+    with serve_stack(tmp_path_factory.mktemp("ai-gateway-metadata"), write_config) as served:
+        yield served
 
 
 @dataclass(frozen=True)
