@@ -20,6 +20,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from tests.support.events import usage_event
+
 from bench.common import argument_parser, markdown_table, median, percentile, write_results
 from meterline.common.budget_spend import MemorySpend
 from meterline.common.budgets import RequestScope
@@ -60,21 +62,10 @@ class Clock:
 
 
 def event(event_id: str, user: str) -> UsageEvent:
-    return UsageEvent(
+    return usage_event(
         event_id=event_id,
-        team_id="acme",
-        api_key_name="app",
-        api_surface="chat_completions",
-        started_at=datetime.now(UTC),
-        duration_ms=5,
-        time_to_first_token_ms=None,
-        model_requested="openai/gpt-4o",
         model="gpt-4o",
         provider="openai",
-        credential_type="system",
-        streamed=False,
-        status="success",
-        http_status=200,
         user_id=user,
         tags=["feature:chat", "plan:pro"],
         input_tokens=400,

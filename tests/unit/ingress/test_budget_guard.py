@@ -17,6 +17,7 @@ from meterline.common.events import UsageEvent
 from meterline.common.pricing import PerMillionRates, StaticPrices, TokenCounts
 from meterline.ingress.budget_guard import BudgetGuard, output_limit
 from meterline.ingress.route_prices import ListPrices
+from tests.support.events import usage_event
 
 # $1 per million input tokens (cache writes too), $2 per million output: a million-token
 # estimate costs $3.
@@ -60,21 +61,10 @@ def admit(g: BudgetGuard, acme: TeamConfig, event_id: str, **fields: Any) -> Any
 
 
 def event(event_id: str, input_tokens: int, output_tokens: int) -> UsageEvent:
-    return UsageEvent(
+    return usage_event(
         event_id=event_id,
-        team_id="acme",
-        api_key_name="app",
-        api_surface="chat_completions",
-        started_at=datetime(2026, 3, 8, 12, tzinfo=UTC),
-        duration_ms=5,
-        time_to_first_token_ms=None,
-        model_requested="openai/gpt-4o",
         model="gpt-4o",
         provider="openai",
-        credential_type="system",
-        streamed=False,
-        status="success",
-        http_status=200,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
     )
