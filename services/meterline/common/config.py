@@ -102,6 +102,40 @@ class ByokKey(_Strict):
         return os.environ.get(self.api_key_env) or None
 
 
+AlertKind = Literal["budget_threshold", "budget_reset", "spike"]
+
+
+class WebhookConfig(_Strict):
+    """Where a team's alerts are sent (``common/alerts``). Each alert is delivered to each
+    of the team's webhooks whose ``kinds`` include its kind, once, signed with the secret."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Names the webhook in the delivery records (``budget_alert_deliveries.webhook``),
+    so the URL, which may itself be a credential (Slack's are), is never stored there."""
+    url: str = Field(pattern=r"^https?://")
+    secret_env: str | None = None
+    """Environment variable holding the HMAC secret of the ``Meterline-Signature`` header.
+    Required for ``format = "json"``; a Slack incoming webhook checks no signature."""
+    format: Literal["json", "slack"] = "json"
+    kinds: list[AlertKind] | None = None
+    """Only these kinds of alert; None: every kind."""
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _signed(self) -> WebhookConfig:
+        if self.format == "json" and not self.secret_env:
+            raise ValueError(f"webhook {self.name!r}: a json webhook needs secret_env")
+        return self
+
+    def secret(self) -> str | None:
+        if not self.secret_env:
+            return None
+        return os.environ.get(self.secret_env) or None
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+
 class TeamConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = ""
@@ -118,6 +152,8 @@ class TeamConfig(_Strict):
     """What the team has paid in advance, in USD. ``GET /v1/credits`` answers it minus the
     team's total cost so far; the gateway never refuses a request because it is spent.
     None: no prepaid credit (the balance is then minus the total cost)."""
+    webhooks: list[WebhookConfig] = []
+    """Where the team's alerts go (see ``common/alerts``)."""
 
     def price_override(self, provider: str, model: str) -> PriceOverride | None:
         return next((o for o in self.price_overrides if o.matches(provider, model)), None)
@@ -139,6 +175,9 @@ class GatewayConfig(_Strict):
         if len(hashes) != len(set(hashes)):
             raise ValueError("a gateway key may belong to one team only")
         for team in self.teams:
+            names = [w.name for w in team.webhooks]
+            if len(names) != len(set(names)):
+                raise ValueError(f"team {team.id!r}: webhook names must be unique")
             for byok in team.byok:
                 if byok.provider not in slugs:
                     raise ValueError(
