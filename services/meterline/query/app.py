@@ -1,6 +1,6 @@
 """The query service app: ``GET /v1/report``, ``GET /v1/generation``, ``GET /v1/credits``,
-``/healthz`` and ``/readyz``. Its ClickHouse clients are opened in the lifespan and closed
-there.
+``GET /v1/alerts``, ``/healthz`` and ``/readyz``. Its ClickHouse clients are opened in the
+lifespan and closed there.
 
 Run it with ``meterline query`` (``--host``/``--port``; settings from METERLINE_* and
 METERLINE_QUERY_*), or inside ``meterline all-in-one``."""
@@ -22,7 +22,7 @@ from meterline.common.config import GatewayConfig, KeyRing, load_config
 from meterline.common.header_limit import HeaderSizeLimit
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import install_error_handlers, refusal
-from meterline.query.routes import credits, generation, report
+from meterline.query.routes import alerts, credits, generation, report
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
 
@@ -66,6 +66,7 @@ def create_app(
     app.include_router(report.router)
     app.include_router(generation.router)
     app.include_router(credits.router)
+    app.include_router(alerts.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
