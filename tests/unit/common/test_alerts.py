@@ -26,7 +26,7 @@ from meterline.common.alerts import (
 )
 from meterline.common.alerts.model import json_body, slack_body
 from meterline.common.alerts.signature import sign, signature_header
-from meterline.common.alerts.webhooks import outcome
+from meterline.common.alerts.webhooks import SentRequest, outcome
 from meterline.common.config import GatewayConfig, TeamConfig, WebhookConfig
 
 PERIOD = datetime(2026, 3, 1, tzinfo=UTC)
@@ -410,3 +410,23 @@ async def test_the_loop_delivers_soon_after_a_raise_and_stops() -> None:
         await asyncio.sleep(0.01)
     await loop.stop()
     assert len(sender.sent) == 1  # woken by the raise, not by the 60 s poll
+
+
+class BrokenOnceSender(MemorySender):
+    async def send(
+        self, url: str, body: bytes, headers: dict[str, str], timeout_seconds: float
+    ) -> SendResult:
+        if not self.sent:
+            self.sent.append(SentRequest(url, body, dict(headers)))
+            raise RuntimeError("bug in a sender")
+        return await super().send(url, body, headers, timeout_seconds)
+
+
+async def test_a_failing_sender_is_retried_like_no_answer() -> None:
+    sender = BrokenOnceSender()
+    loop = delivery(sender, webhook("ops"))
+    await loop.raise_alert(alert())
+    await deliver_until_settled(loop)
+    [state] = await loop.store.deliveries(alert().alert_id)
+    assert (state.status, state.attempts) == ("delivered", 2)
+    assert len(sender.sent) == 2

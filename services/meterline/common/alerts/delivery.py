@@ -135,7 +135,8 @@ class AlertDelivery:
 
     async def stop(self) -> None:
         """Stop polling, give the attempts in flight a moment to finish (one cut short is
-        still pending and is sent again by the next start), and close the sender."""
+        still pending and is sent again by the next start), and close the sender: a stopped
+        delivery is not started again (build a new one, as a restarted process would)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -201,9 +202,7 @@ class AlertDelivery:
             except MissingSecret as error:
                 result = SendResult(None, str(error))
             else:
-                result = await self._sender.send(
-                    webhook.url, body, headers, webhook.timeout_seconds
-                )
+                result = await self._send(webhook, body, headers)
             state = self._next_state(delivery, attempt, result)
         try:
             await self.store.record(state)
@@ -214,6 +213,17 @@ class AlertDelivery:
                 delivery.alert_id,
                 delivery.webhook,
             )
+
+    async def _send(
+        self, webhook: WebhookConfig, body: bytes, headers: dict[str, str]
+    ) -> SendResult:
+        try:
+            return await self._sender.send(webhook.url, body, headers, webhook.timeout_seconds)
+        except Exception as error:
+            # A sender's own failure (not the receiver's) is retried like no answer, rather
+            # than lost with the task.
+            log.exception("sending to webhook %s failed", webhook.name)
+            return SendResult(None, f"{type(error).__name__}: {error}")
 
     def _webhook(self, delivery: Delivery) -> WebhookConfig | None:
         team = self._config.team(delivery.team_id)
