@@ -112,7 +112,10 @@ class WebhookConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     """Names the webhook in the delivery records (``budget_alert_deliveries.webhook``),
     so the URL, which may itself be a credential (Slack's are), is never stored there."""
-    url: str = Field(pattern=r"^https?://")
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    url_env: str | None = None
+    """Environment variable holding the URL instead, for a URL that is itself a credential
+    (a Slack incoming webhook's is): secrets never live in this file in clear."""
     secret_env: str | None = None
     """Environment variable holding the HMAC secret of the ``Meterline-Signature`` header.
     Required for ``format = "json"``; a Slack incoming webhook checks no signature."""
@@ -122,15 +125,29 @@ class WebhookConfig(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0)
 
     @model_validator(mode="after")
-    def _signed(self) -> WebhookConfig:
+    def _complete(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"webhook {self.name!r}: give url or url_env, one of them")
         if self.format == "json" and not self.secret_env:
             raise ValueError(f"webhook {self.name!r}: a json webhook needs secret_env")
         return self
+
+    def resolved_url(self) -> str | None:
+        if self.url is not None:
+            return self.url
+        return os.environ.get(self.url_env or "") or None
 
     def secret(self) -> str | None:
         if not self.secret_env:
             return None
         return os.environ.get(self.secret_env) or None
+
+    def missing_env(self) -> list[str]:
+        """The environment variables it names that are not set."""
+        missing = [self.url_env] if self.url_env and self.resolved_url() is None else []
+        if self.secret_env and self.secret() is None:
+            missing.append(self.secret_env)
+        return missing
 
     def wants(self, kind: str) -> bool:
         return self.kinds is None or kind in self.kinds

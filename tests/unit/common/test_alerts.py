@@ -430,3 +430,21 @@ async def test_a_failing_sender_is_retried_like_no_answer() -> None:
     [state] = await loop.store.deliveries(alert().alert_id)
     assert (state.status, state.attempts) == ("delivered", 2)
     assert len(sender.sent) == 2
+
+
+async def test_a_url_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValidationError, match="url or url_env"):
+        WebhookConfig(name="chat", format="slack")
+    with pytest.raises(ValidationError, match="url or url_env"):
+        WebhookConfig(name="chat", format="slack", url="https://a.example", url_env="X")
+    chat = WebhookConfig(name="chat", format="slack", url_env="TEST_SLACK_URL")
+    assert chat.missing_env() == ["TEST_SLACK_URL"]
+    with pytest.raises(ValueError, match="TEST_SLACK_URL"):
+        AlertDelivery.from_settings(AlertSettings(), config(chat))
+
+    monkeypatch.setenv("TEST_SLACK_URL", "https://hooks.slack.example/T000/B000/secret")
+    sender = MemorySender()
+    loop = delivery(sender, chat)
+    await loop.raise_alert(alert())
+    await loop.deliver_due()
+    assert [r.url for r in sender.sent] == ["https://hooks.slack.example/T000/B000/secret"]

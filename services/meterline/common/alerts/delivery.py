@@ -27,7 +27,6 @@ from meterline.common.alerts.model import Alert
 from meterline.common.alerts.store import AlertStore, ClickHouseAlertStore, Delivery, Due
 from meterline.common.alerts.webhooks import (
     HttpxSender,
-    MissingSecret,
     RetryPolicy,
     SendResult,
     WebhookSender,
@@ -100,16 +99,16 @@ class AlertDelivery:
         sender: WebhookSender | None = None,
     ) -> AlertDelivery:
         """The loop on the warehouse the settings name, sending over HTTP. Refuses a
-        configuration whose webhook secrets are not in the environment, at start-up
+        configuration whose webhook secrets or URLs are not in the environment, at start-up
         rather than at the first alert."""
         missing = [
-            f"team {team.id!r} webhook {webhook.name!r}: {webhook.secret_env}"
+            f"team {team.id!r} webhook {webhook.name!r}: {', '.join(webhook.missing_env())}"
             for team in config.teams
             for webhook in team.webhooks
-            if webhook.secret_env and webhook.secret() is None
+            if webhook.missing_env()
         ]
         if missing:
-            raise ValueError("webhook secrets not in the environment: " + "; ".join(missing))
+            raise ValueError("webhook settings not in the environment: " + "; ".join(missing))
         if client is None:
             client = connect(settings.resolved_clickhouse_url(), settings.clickhouse_database)
         return cls(
@@ -197,12 +196,14 @@ class AlertDelivery:
             result = SendResult(None, f"no webhook {delivery.webhook!r} for the team any more")
             state = self._next_state(delivery, attempt, result, give_up=True)
         else:
-            try:
-                body, headers = build_request(webhook, due.alert, attempt)
-            except MissingSecret as error:
-                result = SendResult(None, str(error))
+            missing = webhook.missing_env()
+            url = webhook.resolved_url()
+            if missing or url is None:
+                # Retried: the variables may be set by the time a restarted process tries.
+                result = SendResult(None, f"environment not set: {', '.join(missing)}")
             else:
-                result = await self._send(webhook, body, headers)
+                body, headers = build_request(webhook, due.alert, attempt)
+                result = await self._send(webhook, url, body, headers)
             state = self._next_state(delivery, attempt, result)
         try:
             await self.store.record(state)
@@ -215,10 +216,10 @@ class AlertDelivery:
             )
 
     async def _send(
-        self, webhook: WebhookConfig, body: bytes, headers: dict[str, str]
+        self, webhook: WebhookConfig, url: str, body: bytes, headers: dict[str, str]
     ) -> SendResult:
         try:
-            return await self._sender.send(webhook.url, body, headers, webhook.timeout_seconds)
+            return await self._sender.send(url, body, headers, webhook.timeout_seconds)
         except Exception as error:
             # A sender's own failure (not the receiver's) is retried like no answer, rather
             # than lost with the task.
