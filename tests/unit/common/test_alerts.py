@@ -448,3 +448,20 @@ async def test_a_url_may_come_from_the_environment(monkeypatch: pytest.MonkeyPat
     await loop.raise_alert(alert())
     await loop.deliver_due()
     assert [r.url for r in sender.sent] == ["https://hooks.slack.example/T000/B000/secret"]
+
+
+def test_the_readme_receiver_snippet_verifies_what_is_sent() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    section = readme.split("### Alert delivery (webhooks)")[1]
+    snippet = section.split("```python\n")[1].split("```")[0]
+    namespace: dict[str, Any] = {}
+    exec(snippet, namespace)
+    verify = namespace["verify"]
+    body = json_body(alert())
+    header = signature_header(SECRET, body)
+    assert verify(SECRET.encode(), header, body)
+    assert not verify(SECRET.encode(), header, body + b" ")
+    assert not verify(b"other", header, body)
+    assert not verify(SECRET.encode(), signature_header(SECRET, body, timestamp=1), body)
