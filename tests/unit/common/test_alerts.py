@@ -17,6 +17,7 @@ from meterline.common.alerts import (
     Alert,
     AlertDelivery,
     AlertSettings,
+    Delivery,
     MemoryAlertStore,
     MemorySender,
     RetryPolicy,
@@ -465,3 +466,27 @@ def test_the_readme_receiver_snippet_verifies_what_is_sent() -> None:
     assert not verify(SECRET.encode(), header, body + b" ")
     assert not verify(b"other", header, body)
     assert not verify(SECRET.encode(), signature_header(SECRET, body, timestamp=1), body)
+
+
+class ForgetfulStore(MemoryAlertStore):
+    """Fails to write down the first attempt, as a warehouse outage would."""
+
+    failed = False
+
+    async def record(self, delivery: Delivery) -> None:
+        if not self.failed:
+            self.failed = True
+            raise ConnectionError("warehouse unavailable")
+        await super().record(delivery)
+
+
+async def test_a_delivery_not_written_down_is_sent_again_with_the_same_key() -> None:
+    sender = MemorySender()
+    store = ForgetfulStore()
+    policy = RetryPolicy(base_seconds=0.001, max_delay_seconds=0.001)
+    loop = AlertDelivery(store, sender, config(webhook("ops")), policy, poll_seconds=0.01)
+    await loop.raise_alert(alert())
+    await deliver_until_settled(loop, rounds=5)
+    assert [r.headers["Meterline-Idempotency-Key"] for r in sender.sent] == [alert().alert_id] * 2
+    [state] = await store.deliveries(alert().alert_id)
+    assert state.status == "delivered"

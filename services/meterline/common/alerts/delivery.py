@@ -214,6 +214,9 @@ class AlertDelivery:
                 delivery.alert_id,
                 delivery.webhook,
             )
+            # Held for a poll before the slot frees: the store still says due, and the
+            # receiver should not be sent it again at once, round after round.
+            await asyncio.sleep(self._poll_seconds)
 
     async def _send(
         self, webhook: WebhookConfig, url: str, body: bytes, headers: dict[str, str]
