@@ -182,6 +182,9 @@ def test_kind_since_and_limit_filter(api: TestClient) -> None:
         [a for a in later if a.kind == "spike"]
     )
     assert get(api, since="2030-01-01") == {"results": []}
+    assert ids(get(api, since="0001-01-01")) == newest_first(acme)
+    assert ids(get(api, since="0001-01-01T00:00:00+00:00")) == newest_first(acme)
+    assert get(api, since="9999-12-31") == {"results": []}
 
 
 @pytest.mark.parametrize(

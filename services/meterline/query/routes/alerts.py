@@ -23,6 +23,7 @@ DEFAULT_LIMIT: Final = 100
 MAX_LIMIT: Final = 1000
 """Alerts are a handful per budget and period: a page of a thousand is months of them."""
 PARAMETERS: Final = ("kind", "since", "limit")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 _NULLABLE_TEXT = {"type": ["string", "null"]}
 ALERT_SCHEMA: Final[dict[str, Any]] = {
@@ -150,8 +151,9 @@ def _since(value: str | None) -> datetime | None:
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
-            return datetime(day.year, day.month, day.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(value)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(value)
     except ValueError:
         raise BadParameter(
             "since", f"{value!r} is not a date (YYYY-MM-DD) or an ISO 8601 date and time"
@@ -159,9 +161,12 @@ def _since(value: str | None) -> datetime | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     try:
-        return moment.astimezone(UTC)
+        moment = moment.astimezone(UTC)
     except OverflowError:
         raise BadParameter("since", f"{value!r} is out of range") from None
+    # No alert is older than the epoch, and the engine refuses years before 1000 as
+    # parameters: an earlier since means all of them.
+    return max(moment, _EPOCH)
 
 
 def _limit(value: str | None) -> int:
