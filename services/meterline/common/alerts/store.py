@@ -8,6 +8,7 @@ stopped."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -181,12 +182,17 @@ _SELECT_DELIVERY: Final = ", ".join(f"d.{name} AS d_{name}" for name in DELIVERY
 
 class ClickHouseAlertStore:
     """In the warehouse. Several instances on one database (replicas, or a process after
-    a restart) see the same alerts and deliveries. One client runs one query at a time,
-    hence the lock."""
+    a restart) see the same alerts and deliveries.
+
+    One client runs one query at a time. The asyncio lock queues callers without holding
+    a thread each; the thread lock is what makes it true when a caller is cancelled (the
+    delivery loop stopping) while its query still runs in its thread: the next query waits
+    for that one instead of running beside it on the same client."""
 
     def __init__(self, client: Client):
         self._client = client
         self._lock = asyncio.Lock()
+        self._client_lock = threading.Lock()
 
     async def raise_alert(self, alert: Alert, webhooks: Sequence[str]) -> None:
         # The alert row is written only when it is not there yet, so a repeated raise keeps
@@ -242,20 +248,24 @@ class ClickHouseAlertStore:
         return [delivery_from_row(row) for row in rows]
 
     async def _query(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        def query() -> list[dict[str, Any]]:
+            with self._client_lock:
+                result = self._client.query(sql, parameters=parameters)
+            names = result.column_names
+            return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
         async with self._lock:
-            result = await asyncio.to_thread(self._client.query, sql, parameters=parameters)
-        names = result.column_names
-        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+            return await asyncio.to_thread(query)
 
     async def _insert(self, table: str, rows: list[list[Any]], columns: Sequence[str]) -> None:
+        def insert() -> None:
+            with self._client_lock:
+                self._client.insert(
+                    table, rows, column_names=list(columns), settings={"async_insert": 0}
+                )
+
         async with self._lock:
-            await asyncio.to_thread(
-                self._client.insert,
-                table,
-                rows,
-                column_names=list(columns),
-                settings={"async_insert": 0},
-            )
+            await asyncio.to_thread(insert)
 
 
 class MemoryAlertStore:
