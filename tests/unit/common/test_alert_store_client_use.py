@@ -8,6 +8,7 @@ import asyncio
 import threading
 import time
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any, cast
 
 from clickhouse_connect.driver.client import Client
@@ -31,11 +32,7 @@ class SlowClient:
         with self._count:
             self.running -= 1
 
-        class Result:
-            column_names: tuple[str, ...] = ()
-            result_rows: list[tuple[Any, ...]] = []
-
-        return Result()
+        return SimpleNamespace(column_names=(), result_rows=[])
 
 
 async def test_a_cancelled_call_still_holds_the_client_until_its_query_ends() -> None:
