@@ -5,6 +5,7 @@ every error is ``{"error": {"message", "type"}}`` (a 400 also naming its ``param
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from meterline.common.alerts import ClickHouseAlertStore
 from meterline.common.clickhouse import RAW_COLUMNS, connect
 from meterline.common.config import GatewayConfig, GatewayKey, TeamConfig, hash_key, new_key
 from meterline.common.migrations import migrate
@@ -32,6 +34,7 @@ from meterline.query.app import create_app
 from meterline.query.settings import QuerySettings
 from tests.fuzz.settings import FUZZ_HTTP
 from tests.security.conftest import EVENTS, PRICES, TEAMS
+from tests.support.alerts import budget_alert
 
 pytestmark = pytest.mark.clickhouse
 
@@ -72,6 +75,9 @@ def service(clickhouse_url: str) -> Iterator[Service]:
         QuerySettings(), client_factory=lambda: connect(clickhouse_url, database), config=config
     )
     ids = {team: [e.event_id for e in EVENTS if e.team_id == team] for team in TEAMS}
+    store = ClickHouseAlertStore(client)
+    for team in TEAMS:
+        asyncio.run(store.raise_alert(budget_alert(team_id=team), ["ops"]))
     try:
         yield Service(app, keys, ids)
     finally:
@@ -172,7 +178,25 @@ def test_credits(service: Service) -> None:
     assert len({next(iter(seen)) for seen in answers.values()}) == len(TEAMS)
 
 
-@pytest.mark.parametrize("path", ["/v1/report", "/v1/generation", "/v1/credits"])
+def test_alerts_parameters(service: Service) -> None:
+    strategy = operation_strategy(service, "/v1/alerts")
+    statuses: set[int] = set()
+
+    @FUZZ_HTTP
+    @given(case=strategy, team=st.sampled_from(TEAMS))
+    def run(case: Any, team: str) -> None:
+        response = case.call(headers={"Authorization": f"Bearer {service.keys[team]}"})
+        statuses.add(response.status_code)
+        assert_in_our_format(response)
+        case.validate_response(response, checks=CHECKS)
+        if response.status_code == 200:
+            assert {a["team_id"] for a in response.json()["results"]} <= {team}
+
+    run()
+    assert {200, 400} <= statuses
+
+
+@pytest.mark.parametrize("path", ["/v1/report", "/v1/generation", "/v1/credits", "/v1/alerts"])
 def test_authorization_headers(service: Service, path: str) -> None:
     strategy = operation_strategy(service, path)
 

@@ -1,6 +1,6 @@
-"""One ASGI app that routes ``/v1/report``, ``/v1/generation`` and ``/v1/credits`` to the
-query service and everything else to the ingress, and runs the consumer pipeline beside
-them.
+"""One ASGI app that routes ``/v1/report``, ``/v1/generation``, ``/v1/credits``,
+``/v1/budgets``, ``/v1/alerts`` and the internal paths to the query service and everything
+else to the ingress, and runs the consumer pipeline beside them.
 
 Shutdown order keeps every accepted request: the ingress stops first (its publisher
 flushes into the bus or Kafka), then the consumer drains, writes and commits, then the
@@ -39,7 +39,14 @@ from meterline.query.settings import QuerySettings
 
 log = logging.getLogger("meterline.all_in_one")
 
-QUERY_PATHS = ("/v1/report", "/v1/generation", "/v1/credits", "/v1/budgets", "/internal/")
+QUERY_PATHS = (
+    "/v1/report",
+    "/v1/generation",
+    "/v1/credits",
+    "/v1/budgets",
+    "/v1/alerts",
+    "/internal/",
+)
 
 
 @dataclass

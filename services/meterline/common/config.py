@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from meterline.common.budgets import Budget, unique_ids, zone
+from meterline.common.spikes import SpikeSettings
 
 KEY_PREFIX = "ml_"
 
@@ -108,6 +109,57 @@ class ByokKey(_Strict):
         return os.environ.get(self.api_key_env) or None
 
 
+AlertKind = Literal["budget_threshold", "budget_reset", "spike"]
+
+
+class WebhookConfig(_Strict):
+    """Where a team's alerts are sent (``common/alerts``). Each alert is delivered to each
+    of the team's webhooks whose ``kinds`` include its kind, once, signed with the secret."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    """Names the webhook in the delivery records (``budget_alert_deliveries.webhook``),
+    so the URL, which may itself be a credential (Slack's are), is never stored there."""
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    url_env: str | None = None
+    """Environment variable holding the URL instead, for a URL that is itself a credential
+    (a Slack incoming webhook's is): secrets never live in this file in clear."""
+    secret_env: str | None = None
+    """Environment variable holding the HMAC secret of the ``Meterline-Signature`` header.
+    Required for ``format = "json"``; a Slack incoming webhook checks no signature."""
+    format: Literal["json", "slack"] = "json"
+    kinds: list[AlertKind] | None = None
+    """Only these kinds of alert; None: every kind."""
+    timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> WebhookConfig:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError(f"webhook {self.name!r}: give url or url_env, one of them")
+        if self.format == "json" and not self.secret_env:
+            raise ValueError(f"webhook {self.name!r}: a json webhook needs secret_env")
+        return self
+
+    def resolved_url(self) -> str | None:
+        if self.url is not None:
+            return self.url
+        return os.environ.get(self.url_env or "") or None
+
+    def secret(self) -> str | None:
+        if not self.secret_env:
+            return None
+        return os.environ.get(self.secret_env) or None
+
+    def missing_env(self) -> list[str]:
+        """The environment variables it names that are not set."""
+        missing = [self.url_env] if self.url_env and self.resolved_url() is None else []
+        if self.secret_env and self.secret() is None:
+            missing.append(self.secret_env)
+        return missing
+
+    def wants(self, kind: str) -> bool:
+        return self.kinds is None or kind in self.kinds
+
+
 class TeamConfig(_Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     name: str = ""
@@ -128,6 +180,11 @@ class TeamConfig(_Strict):
     """The team's time zone (an IANA name): where its budgets' days begin, unless a budget
     names its own."""
     budgets: list[Budget] = []
+    webhooks: list[WebhookConfig] = []
+    """Where the team's alerts go (see ``common/alerts``)."""
+    spikes: SpikeSettings = SpikeSettings()
+    """Spike detection on the team's hourly spend (the team total; ``dimensions`` adds
+    each value of those)."""
 
     @field_validator("timezone")
     @classmethod
@@ -161,6 +218,9 @@ class GatewayConfig(_Strict):
         if len(hashes) != len(set(hashes)):
             raise ValueError("a gateway key may belong to one team only")
         for team in self.teams:
+            names = [w.name for w in team.webhooks]
+            if len(names) != len(set(names)):
+                raise ValueError(f"team {team.id!r}: webhook names must be unique")
             for byok in team.byok:
                 if byok.provider not in slugs:
                     raise ValueError(

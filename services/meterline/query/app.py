@@ -1,7 +1,7 @@
 """The query service app: ``GET /v1/report``, ``GET /v1/generation``, ``GET /v1/credits``,
 ``GET /v1/budgets``, ``GET /v1/budgets/status`` (and the ingresses' budget spend),
-``/healthz`` and ``/readyz``. Its ClickHouse clients are opened in the lifespan and closed
-there.
+``GET /v1/alerts``, ``/healthz`` and ``/readyz``. Its ClickHouse clients are opened in the
+lifespan and closed there.
 
 Run it with ``meterline query`` (``--host``/``--port``; settings from METERLINE_* and
 METERLINE_QUERY_*), or inside ``meterline all-in-one``."""
@@ -23,7 +23,7 @@ from meterline.common.config import GatewayConfig, KeyRing, load_config
 from meterline.common.header_limit import HeaderSizeLimit
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import install_error_handlers, refusal
-from meterline.query.routes import budgets, credits, generation, report
+from meterline.query.routes import alerts, budgets, credits, generation, report
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
 
@@ -68,6 +68,7 @@ def create_app(
     app.include_router(generation.router)
     app.include_router(credits.router)
     app.include_router(budgets.router)
+    app.include_router(alerts.router)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:
