@@ -252,7 +252,7 @@ def hit_the_budget(base: str, key: str) -> int:
         f"{base}/v1/budgets/status",
         headers={"Authorization": f"Bearer {key}"},
         timeout=10,
-    ).json()["data"][0]
+    ).json()["results"][0]
     [value] = status["values"]
     print(
         f"  budget {status['budget']['id']}: {value['value']} spent ${value['spend']} of "

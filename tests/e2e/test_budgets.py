@@ -248,7 +248,7 @@ def budget_status(stack: Stack, key: str) -> dict[str, Any]:
         timeout=10,
     )
     assert response.status_code == 200, response.text
-    [status] = response.json()["data"]
+    [status] = response.json()["results"]
     assert isinstance(status, dict)
     return status
 

@@ -8,6 +8,7 @@ METERLINE_QUERY_*), or inside ``meterline all-in-one``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator, Callable
@@ -18,9 +19,11 @@ from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from meterline.common.alerts import AlertDelivery, AlertSettings
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig, KeyRing, load_config
 from meterline.common.header_limit import HeaderSizeLimit
+from meterline.query.alerting import Alerter
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import install_error_handlers, refusal
 from meterline.query.routes import alerts, budgets, credits, generation, report
@@ -28,6 +31,38 @@ from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def alerting(
+    config: GatewayConfig, warehouse: Warehouse, factory: Callable[[], Client]
+) -> AsyncIterator[None]:
+    """The alerts' delivery loop and their evaluation, beside the service, for as long as it
+    runs. A team's webhook naming an unset environment variable stops the start, as a bad
+    configuration does; a warehouse that cannot be reached yet leaves alerts off until the
+    next start, and says so."""
+    if not config.teams:
+        yield
+        return
+    settings = AlertSettings()
+    try:
+        client = await asyncio.to_thread(factory)
+    except Exception as error:  # the warehouse is down at start: reports answer 503 too
+        log.error("alerts are off until the next start: the warehouse is unavailable: %s", error)
+        yield
+        return
+    delivery = AlertDelivery.from_settings(settings, config, client=client)
+    await delivery.start()
+    alerter = Alerter(config, warehouse, delivery, evaluate_seconds=settings.alert_evaluate_seconds)
+    stop = asyncio.Event()
+    task = asyncio.create_task(alerter.run(stop), name="alert-evaluation")
+    try:
+        yield
+    finally:
+        stop.set()
+        await task
+        await delivery.stop()
+        client.close()
 
 
 def create_app(
@@ -48,7 +83,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await warehouse.start()
         try:
-            yield
+            async with alerting(config, warehouse, factory):
+                yield
         finally:
             await warehouse.close()
 

@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -22,61 +19,13 @@ from meterline.common.alerts import (
     ClickHouseAlertStore,
     HttpxSender,
     RetryPolicy,
-    verify_signature,
 )
 from meterline.common.config import GatewayConfig, TeamConfig, WebhookConfig
-from tests.support.alerts import budget_alert
+from tests.support.alerts import SECRET, Receiver, budget_alert
 
 pytestmark = pytest.mark.clickhouse
 
-SECRET = "whsec_receiver_test"
 FAST = RetryPolicy(base_seconds=0.05, max_delay_seconds=0.2, max_attempts=1000)
-
-
-@dataclass
-class Receiver:
-    """A webhook receiver as a team would write one: verify, then keep by idempotency key."""
-
-    port: int
-    status: int = 200
-    hang_seconds: float = 0.0
-    received: list[tuple[str, bytes]] = field(default_factory=list)
-    bad_signatures: int = 0
-    _server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def start(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.hang_seconds:
-                    time.sleep(receiver.hang_seconds)
-                if not verify_signature(SECRET, self.headers["Meterline-Signature"], body, 300):
-                    receiver.bad_signatures += 1
-                    self.send_response(400)
-                else:
-                    receiver.received.append((self.headers["Meterline-Idempotency-Key"], body))
-                    self.send_response(receiver.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return None
-
-        ThreadingHTTPServer.allow_reuse_address = True
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
 
 
 def free_port() -> int:

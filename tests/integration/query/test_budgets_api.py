@@ -99,7 +99,7 @@ def put(api: TestClient, who: str, body: Any) -> Any:
 def listed(api: TestClient, who: str = "reader") -> dict[str, dict[str, Any]]:
     response = api.get("/v1/budgets", headers=auth(who))
     assert response.status_code == 200, response.text
-    return {b["id"]: b for b in response.json()["data"]}
+    return {b["id"]: b for b in response.json()["results"]}
 
 
 def test_a_budget_made_changed_and_deleted_through_the_api(api: TestClient) -> None:
@@ -164,7 +164,7 @@ def test_the_status_has_each_values_spend_limit_and_reset(api: TestClient) -> No
     )
     response = api.get("/v1/budgets/status", headers=auth("reader"))
     assert response.status_code == 200, response.text
-    status = {s["budget"]["id"]: s for s in response.json()["data"]}
+    status = {s["budget"]["id"]: s for s in response.json()["results"]}
     month = window("monthly", "Europe/Berlin", datetime.now(UTC))
     assert month.start is not None
     assert status["monthly"]["period_start"] == month.start.isoformat().replace("+00:00", "Z")

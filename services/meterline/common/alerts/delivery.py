@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 class AlertSettings(CommonSettings):
     """``METERLINE_ALERT_*``: how the delivery loop polls and retries."""
 
+    alert_evaluate_seconds: float = Field(default=30.0, gt=0)
+    """How often the query service decides which alerts are due (budget thresholds and
+    resets, spikes; ``query/alerting.py``)."""
     alert_poll_seconds: float = Field(default=5.0, gt=0)
     """How often the store is asked for due deliveries (a raise in this process wakes
     the loop at once)."""

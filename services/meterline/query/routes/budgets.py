@@ -70,9 +70,9 @@ BUDGET_SCHEMA: Final[dict[str, Any]] = {
 }
 STATUS_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
-    "required": ["data"],
+    "required": ["results"],
     "properties": {
-        "data": {
+        "results": {
             "type": "array",
             "items": {
                 "type": "object",
@@ -155,8 +155,8 @@ def _chosen(request: Request, budgets: list[tuple[Budget, str]]) -> list[tuple[B
                 "application/json": {
                     "schema": {
                         "type": "object",
-                        "required": ["data"],
-                        "properties": {"data": {"type": "array", "items": BUDGET_SCHEMA}},
+                        "required": ["results"],
+                        "properties": {"results": {"type": "array", "items": BUDGET_SCHEMA}},
                     }
                 }
             },
@@ -167,7 +167,7 @@ def _chosen(request: Request, budgets: list[tuple[Budget, str]]) -> list[tuple[B
 async def budgets(request: Request, team: AuthenticatedTeam, warehouse: WarehouseDep) -> Response:
     _only(request, ("budget_id",), "/v1/budgets")
     chosen = _chosen(request, await team_budgets(team, warehouse))
-    body = {"data": [budget_json(team, b, source) for b, source in chosen]}
+    body = {"results": [budget_json(team, b, source) for b, source in chosen]}
     return Response(to_json(body), media_type="application/json")
 
 
@@ -297,7 +297,7 @@ async def status(request: Request, team: AuthenticatedTeam, warehouse: Warehouse
                 "values": rows,
             }
         )
-    return Response(to_json({"data": data}), media_type="application/json")
+    return Response(to_json({"results": data}), media_type="application/json")
 
 
 @router.post(INTERNAL_SPEND_PATH, include_in_schema=False)
