@@ -52,7 +52,8 @@ async def alerting(
         yield
         return
     delivery = AlertDelivery.from_settings(settings, config, client=client)
-    await delivery.start()
+    if settings.alert_deliver:
+        await delivery.start()
     alerter = Alerter(config, warehouse, delivery, evaluate_seconds=settings.alert_evaluate_seconds)
     stop = asyncio.Event()
     task = asyncio.create_task(alerter.run(stop), name="alert-evaluation")

@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 class AlertSettings(CommonSettings):
     """``METERLINE_ALERT_*``: how the delivery loop polls and retries."""
 
+    alert_deliver: bool = True
+    """Whether this process sends the alerts (every process may raise them). Deliveries
+    are not claimed between processes: with several query replicas, let one deliver."""
     alert_evaluate_seconds: float = Field(default=30.0, gt=0)
     """How often the query service decides which alerts are due (budget thresholds and
     resets, spikes; ``query/alerting.py``)."""
