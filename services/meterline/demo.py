@@ -6,23 +6,28 @@ the official ``openai`` SDK (several users, tags, models, streamed and not), pri
 report grouped by ``day,user`` and by ``tag``, and checks that the report's totals equal the
 usage the SDK received, and its market cost what genai-prices says for that usage. Then a
 trial user of a third team runs into its hard budget: refused with a 402 before anything is
-forwarded, and counted in the budget's status."""
+forwarded, counted in the budget's status, and the budget's alerts reach the team's webhook
+(a receiver in this process that checks their signatures)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import secrets
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from meterline.common.alerts import verify_signature
 from meterline.common.config import hash_key, new_key
 from meterline.processes import free_port, meterline_process, wait_http
 
@@ -164,6 +169,7 @@ def main(requests: int = 300) -> int:
         directory = Path(tmp)
         simulator_port, gateway_port = free_port(), free_port()
         key, other_key, trial_key = new_key(), new_key(), new_key()
+        receiver = AlertReceiver(free_port(), secrets.token_hex(16))
         config = directory / "meterline.toml"
         write_config(
             config,
@@ -172,12 +178,15 @@ def main(requests: int = 300) -> int:
         )
         # The last team's budget: every user of initech, a tenth of a cent a day.
         with config.open("a") as file:
-            file.write(TRIAL_BUDGET)
+            file.write(TRIAL_BUDGET + TRIAL_WEBHOOK.format(url=receiver.url))
         env = {
             **os.environ,
             "METERLINE_CONFIG_FILE": str(config),
             "METERLINE_DATA_DIR": str(directory / "data"),
             "DEMO_PROVIDER_KEY": "sk-demo-simulator",
+            "DEMO_WEBHOOK_SECRET": receiver.secret,
+            "METERLINE_ALERT_EVALUATE_SECONDS": "1",
+            "METERLINE_ALERT_POLL_SECONDS": "0.5",
         }
         env.pop("KAFKA_BOOTSTRAP_SERVERS", None)
         env.pop("CLICKHOUSE_URL", None)
@@ -211,7 +220,11 @@ def main(requests: int = 300) -> int:
             print_table("report grouped by tag", by_tag, ["tag"])
             foreign = report(base, other_key, group_by="user")
             checked = check(sent, by_day_user, by_tag, foreign)
-            return checked or hit_the_budget(base, trial_key)
+            receiver.start()
+            try:
+                return checked or hit_the_budget(base, trial_key) or alert_received(receiver)
+            finally:
+                receiver.stop()
 
 
 TRIAL_BUDGET = """
@@ -221,6 +234,68 @@ amount_usd = "0.001"
 scope = { user = "*" }
 period = "daily"
 """
+
+
+TRIAL_WEBHOOK = """
+[[teams.webhooks]]
+name = "demo"
+url = "{url}"
+secret_env = "DEMO_WEBHOOK_SECRET"
+"""
+
+
+class AlertReceiver:
+    """The team's webhook, as a team would write one: each alert's signature verified."""
+
+    def __init__(self, port: int, secret: str):
+        self.url = f"http://127.0.0.1:{port}/alerts"
+        self.secret = secret
+        self.alerts: list[dict[str, Any]] = []
+        self.bad_signatures = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                signature = self.headers.get("Meterline-Signature", "")
+                if verify_signature(receiver.secret, signature, body, 300):
+                    receiver.alerts.append(json.loads(body))
+                    self.send_response(200)
+                else:
+                    receiver.bad_signatures += 1
+                    self.send_response(400)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+
+    def start(self) -> None:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def alert_received(receiver: AlertReceiver) -> int:
+    """The trial user's budget alerts, as the team's webhook received them."""
+    deadline = time.monotonic() + 30
+    # The hard budget refused before 100 %: the thresholds below it were crossed.
+    while {a["threshold_percent"] for a in receiver.alerts} < {50, 80}:
+        if time.monotonic() > deadline:
+            print("\nDEMO CHECK FAILED:\n  the 50 % and 80 % alerts did not reach the webhook")
+            return 1
+        time.sleep(0.2)
+    print("\nthe team's webhook received (signature verified):")
+    for alert in sorted(receiver.alerts, key=lambda a: a["threshold_percent"]):
+        print(f"  {alert['kind']} {alert['threshold_percent']}%: {alert['message']}")
+    if receiver.bad_signatures:
+        print(f"\nDEMO CHECK FAILED:\n  {receiver.bad_signatures} alerts with a bad signature")
+        return 1
+    return 0
 
 
 def hit_the_budget(base: str, key: str) -> int:
