@@ -146,6 +146,11 @@ def test_each_threshold_is_delivered_once_across_a_restart_and_a_receiver_outage
         spend(base, key, LIMIT)
         wait_for(lambda: len(receiver.received) >= 2)
         time.sleep(2)
+        # This process delivered both: the one left pending by the first, and its own.
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text.splitlines()
+        assert 'meterline_alert_deliveries_total{outcome="delivered"} 2' in metrics
+        assert 'meterline_alert_deliveries_total{outcome="failed"} 0' in metrics
+        assert any(line.startswith("meterline_ingress_events_sent_total") for line in metrics)
     assert receiver.bad_signatures == 0
     received = thresholds(receiver)
     assert [t for _, t in received] == [50, 100]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from meterline.all_in_one.settings import LocalLogSettings
 from meterline.common.budget_spend import WarehouseSpend
@@ -108,8 +108,34 @@ class AllInOne:
             await self._lifespan(receive, send)
             return
         path: str = scope.get("path", "")
+        if path == "/metrics" and scope["type"] == "http":
+            await self._metrics(scope, receive, send)
+            return
         app = self.query if path.startswith(QUERY_PATHS) else self.ingress
         await app(scope, receive, send)
+
+    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Both services' series in one page: the ingress' (publisher, budgets) and the
+        query service's (alerts)."""
+        texts = []
+        for app in (self.ingress, self.query):
+            chunks: list[bytes] = []
+
+            async def keep(message: Message, into: list[bytes] = chunks) -> None:
+                if message["type"] == "http.response.body":
+                    into.append(message.get("body", b""))
+
+            await app(scope, receive, keep)
+            texts.append(b"".join(chunks))
+        body = b"".join(texts)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()

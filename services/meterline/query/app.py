@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from clickhouse_connect.driver.client import Client
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 
 from meterline.common.alerts import AlertDelivery, AlertSettings
@@ -35,7 +35,10 @@ log = logging.getLogger(__name__)
 
 @asynccontextmanager
 async def alerting(
-    config: GatewayConfig, warehouse: Warehouse, factory: Callable[[], Client]
+    config: GatewayConfig,
+    warehouse: Warehouse,
+    factory: Callable[[], Client],
+    metrics: list[AlertDelivery],
 ) -> AsyncIterator[None]:
     """The alerts' delivery loop and their evaluation, beside the service, for as long as it
     runs. A team's webhook naming an unset environment variable stops the start, as a bad
@@ -52,6 +55,7 @@ async def alerting(
         yield
         return
     delivery = AlertDelivery.from_settings(settings, config, client=client)
+    metrics.append(delivery)
     if settings.alert_deliver:
         await delivery.start()
     alerter = Alerter(config, warehouse, delivery, evaluate_seconds=settings.alert_evaluate_seconds)
@@ -63,6 +67,7 @@ async def alerting(
         stop.set()
         await task
         await delivery.stop()
+        metrics.remove(delivery)
         client.close()
 
 
@@ -79,12 +84,14 @@ def create_app(
         connect, settings.resolved_clickhouse_url(), settings.clickhouse_database
     )
     warehouse = Warehouse(factory, settings.query_pool_size, settings.query_timeout_seconds)
+    deliveries: list[AlertDelivery] = []
+    """The running alert delivery, for ``/metrics``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await warehouse.start()
         try:
-            async with alerting(config, warehouse, factory):
+            async with alerting(config, warehouse, factory, deliveries):
                 yield
         finally:
             await warehouse.close()
@@ -106,6 +113,12 @@ def create_app(
     app.include_router(credits.router)
     app.include_router(budgets.router)
     app.include_router(alerts.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """The alerts' counters for Prometheus."""
+        text = "".join(delivery.prometheus_text() for delivery in deliveries)
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> JSONResponse:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import logging
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,9 @@ class AlertDelivery:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._in_flight: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self.counts: Counter[str] = Counter()
+        """``raised`` by this process; attempts ``delivered``, ``retried`` and ``failed``
+        (for good): the Prometheus counters (``prometheus_text``)."""
 
     @classmethod
     def from_settings(
@@ -132,6 +136,7 @@ class AlertDelivery:
         team = self._config.team(alert.team_id)
         webhooks = [w.name for w in team.webhooks if w.wants(alert.kind)] if team else []
         await self.store.raise_alert(alert, webhooks)
+        self.counts["raised"] += 1
         self._wake.set()
 
     async def start(self) -> None:
@@ -211,6 +216,7 @@ class AlertDelivery:
                 body, headers = build_request(webhook, due.alert, attempt)
                 result = await self._send(webhook, url, body, headers)
             state = self._next_state(delivery, attempt, result)
+        self.counts["retried" if state.status == "pending" else str(state.status)] += 1
         try:
             await self.store.record(state)
         except Exception:
@@ -234,6 +240,22 @@ class AlertDelivery:
             # than lost with the task.
             log.exception("sending to webhook %s failed", webhook.name)
             return SendResult(None, f"{type(error).__name__}: {error}")
+
+    def prometheus_text(self) -> str:
+        lines = [
+            "# HELP meterline_alerts_raised_total Alerts this process raised (a repeat of"
+            " one already stored counts again).",
+            "# TYPE meterline_alerts_raised_total counter",
+            f"meterline_alerts_raised_total {self.counts['raised']}",
+            "# HELP meterline_alert_deliveries_total Delivery attempts, by outcome: delivered,"
+            " retried (tried again later) or failed (for good).",
+            "# TYPE meterline_alert_deliveries_total counter",
+        ]
+        lines += [
+            f'meterline_alert_deliveries_total{{outcome="{outcome}"}} {self.counts[outcome]}'
+            for outcome in ("delivered", "retried", "failed")
+        ]
+        return "\n".join(lines) + "\n"
 
     def _webhook(self, delivery: Delivery) -> WebhookConfig | None:
         team = self._config.team(delivery.team_id)
