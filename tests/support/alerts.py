@@ -40,6 +40,7 @@ class Receiver:
     secret: str = SECRET
     status: int = 200
     hang_seconds: float = 0.0
+    """Hangs this long on the first request of each alert (by idempotency key)."""
     received: list[tuple[str, bytes]] = field(default_factory=list)
     bad_signatures: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -54,7 +55,8 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                if receiver.hang_seconds:
+                key = self.headers["Meterline-Idempotency-Key"]
+                if receiver.hang_seconds and key not in {k for k, _ in receiver.received}:
                     time.sleep(receiver.hang_seconds)
                 if not verify_signature(
                     receiver.secret, self.headers["Meterline-Signature"], body, 300
@@ -62,7 +64,7 @@ class Receiver:
                     receiver.bad_signatures += 1
                     self.send_response(400)
                 else:
-                    receiver.received.append((self.headers["Meterline-Idempotency-Key"], body))
+                    receiver.received.append((key, body))
                     self.send_response(receiver.status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
