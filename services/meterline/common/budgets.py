@@ -17,7 +17,7 @@ period that starts at a half hour in UTC (India, say) also counts the half hour 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -136,20 +136,23 @@ class RequestScope:
         return (value,)
 
 
-def budget_values(budget: Budget, request: RequestScope) -> Iterator[BudgetValue]:
-    """The values of ``budget`` that ``request`` counts towards (none: not in its scope)."""
-    if not budget.counts_credential(request.credential_type):
-        return
+def budget_values(budget: Budget, request: RequestScope) -> list[BudgetValue]:
+    """The values of ``budget`` that ``request`` counts towards (none: not in its scope).
+    On every request's path, once per hard budget: the common shapes (no ``"*"``, one)
+    are built without the general product."""
+    if request.credential_type == "byok" and not budget.include_byok:
+        return []
     for dimension, wanted in budget.fixed:
         if wanted not in request.values(dimension):
-            return
+            return []
     wildcards = budget.wildcards
     if not wildcards:
-        yield ()
-        return
+        return [()]
+    if len(wildcards) == 1:
+        dimension = wildcards[0]
+        return [((dimension, value),) for value in request.values(dimension)]
     choices = [request.values(d) for d in wildcards]
-    for combination in product(*choices):
-        yield tuple(zip(wildcards, combination, strict=True))
+    return [tuple(zip(wildcards, combination, strict=True)) for combination in product(*choices)]
 
 
 def zone(name: str) -> ZoneInfo:
