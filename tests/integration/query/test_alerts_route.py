@@ -94,8 +94,11 @@ def api(clickhouse_url: str) -> Iterator[TestClient]:
         QuerySettings(), client_factory=lambda: connect(clickhouse_url, database), config=config
     )
     try:
-        with TestClient(app) as api_client:
-            yield api_client
+        # The stored deliveries are the test's own: this service must not send them.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("METERLINE_ALERT_DELIVER", "false")
+            with TestClient(app) as api_client:
+                yield api_client
     finally:
         client.command(f"DROP DATABASE IF EXISTS {database}")
 
