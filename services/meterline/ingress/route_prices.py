@@ -47,7 +47,6 @@ class ListPrices:
         self._load = load
         self._source: PriceSource | None = None
         self._loader: threading.Thread | None = None
-        self._blended: dict[tuple[str, str], tuple[int, Decimal | None]] = {}
         self._day_rates: dict[tuple[str, str], tuple[int, MarketRates]] = {}
 
     def ready(self) -> bool:
@@ -99,6 +98,8 @@ class ListPrices:
         if self._source is None:
             self._start_loading()
             return None
+        # Asked at the start of the day: genai-prices' price changes fall on day boundaries,
+        # and its own cache keeps one entry per hour asked about.
         start = datetime.fromtimestamp(day * SECONDS_PER_DAY, tz=UTC)
         rates = self._source.market_rates(provider, model, start)
         self._day_rates[(provider, model)] = (day, rates)
@@ -114,17 +115,5 @@ class ListPrices:
 
     def blended(self, provider: str, model: str, now: datetime) -> Decimal | None:
         """Input plus output USD per million tokens at list price; None: unknown or tiered."""
-        day = int(now.timestamp()) // SECONDS_PER_DAY
-        cached = self._blended.get((provider, model))
-        if cached is not None and cached[0] == day:
-            return cached[1]
-        if self._source is None:
-            self._start_loading()
-            return None  # not cached: asked again once the source is loaded
-        # Asked at the start of the day: genai-prices' price changes fall on day boundaries,
-        # and its own cache keeps one entry per hour asked about.
-        start = datetime.fromtimestamp(day * SECONDS_PER_DAY, tz=UTC)
-        rates = self._source.market_rates(provider, model, start)
-        value = rates.input + rates.output if isinstance(rates, PerMillionRates) else None
-        self._blended[(provider, model)] = (day, value)
-        return value
+        rates = self.day_rates(provider, model, now)
+        return rates.input + rates.output if isinstance(rates, PerMillionRates) else None

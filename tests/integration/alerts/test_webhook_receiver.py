@@ -6,7 +6,6 @@ others, and one that refuses an alert is not sent it again."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -21,18 +20,12 @@ from meterline.common.alerts import (
     RetryPolicy,
 )
 from meterline.common.config import GatewayConfig, TeamConfig, WebhookConfig
+from meterline.processes import free_port
 from tests.support.alerts import SECRET, Receiver, budget_alert
 
 pytestmark = pytest.mark.clickhouse
 
 FAST = RetryPolicy(base_seconds=0.05, max_delay_seconds=0.2, max_attempts=1000)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
