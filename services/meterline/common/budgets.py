@@ -143,14 +143,20 @@ def budget_values(budget: Budget, request: RequestScope) -> list[BudgetValue]:
     if request.credential_type == "byok" and not budget.include_byok:
         return []
     for dimension, wanted in budget.fixed:
-        if wanted not in request.values(dimension):
+        if dimension == "tag":
+            if wanted not in request.tags:
+                return []
+        elif getattr(request, dimension) != wanted:
             return []
     wildcards = budget.wildcards
     if not wildcards:
         return [()]
     if len(wildcards) == 1:
         dimension = wildcards[0]
-        return [((dimension, value),) for value in request.values(dimension)]
+        if dimension == "tag":
+            return [(("tag", tag),) for tag in request.tags]
+        value = getattr(request, dimension)
+        return [] if value is None else [((dimension, value),)]
     choices = [request.values(d) for d in wildcards]
     return [tuple(zip(wildcards, combination, strict=True)) for combination in product(*choices)]
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any, Final
 
 from meterline.common.budget_spend import SpendAsk, SpendSource
@@ -51,6 +52,7 @@ from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.route_prices import ListPrices
 
 log = logging.getLogger("meterline.ingress.budgets")
+_event_tokens: Final = attrgetter(*TOKEN_FIELDS)
 
 ZERO: Final = Decimal(0)
 INPUT_BYTES_PER_TOKEN: Final = 3
@@ -97,9 +99,15 @@ class Pricer:
     dearest: tuple[Decimal, Decimal, Decimal, Decimal] | None = None
     """For linear prices: the dearest input and output rates per token, market then total,
     so ``bound`` is two products instead of ten price computations."""
+    charged_at_market: bool = False
+    """The team is charged the list price (no override, its gateway's keys): one price
+    computation gives both costs."""
 
     def costs(self, tokens: TokenCounts) -> Costs:
-        return Costs(self.market(tokens) or ZERO, self.total(tokens) or ZERO)
+        market = self.market(tokens) or ZERO
+        if self.charged_at_market:
+            return Costs(market, market)
+        return Costs(market, self.total(tokens) or ZERO)
 
     def bound(self, estimate: TokenCounts) -> Costs:
         """The most ``estimate``'s input and output tokens can cost, whatever kinds they
@@ -173,6 +181,18 @@ def _usd(amount: Decimal) -> str:
     return f"${amount.quantize(Decimal('0.000001')).normalize():f}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """A hard budget in its current period, as the request path checks it."""
+
+    budget: Budget
+    start: datetime | None
+    resets_at: datetime | None
+    committed: Mapping[BudgetValue, Decimal]
+    market: bool
+    """It counts ``market_cost`` (else ``total_cost``)."""
+
+
 @dataclass(slots=True)
 class Admission:
     team_id: str
@@ -243,6 +263,8 @@ class BudgetGuard:
         self._pricers: dict[tuple[str, str, str, str], tuple[date, Pricer]] = {}
         self._committed: dict[tuple[str, str, datetime | None], Mapping[BudgetValue, Decimal]] = {}
         self._local: dict[Key, Decimal] = {}
+        self._plans: dict[str, tuple[datetime | None, list[_Line]]] = {}
+        """Per team: its hard budgets as ``_plan`` built them, and until when they hold."""
         self._admissions: dict[str, Admission] = {}
         self._unsent_blocked: Counter[Key] = Counter()
         """Refusals not yet added to the warehouse's count (``SpendAsk.blocked``)."""
@@ -287,6 +309,7 @@ class BudgetGuard:
                 _unknown if known is None else known.cost,
                 _unknown if charged is None else charged.cost,
                 (*_dearest(known), *_dearest(charged)),
+                charged_at_market=charged is known,
             )
 
         # Tiered by the prompt's size: priced by the price list for each count.
@@ -328,22 +351,23 @@ class BudgetGuard:
         now = self._clock()
         costs = pricer.bound(estimate)
         keys: list[tuple[Key, str]] = []
-        for budget in self._hard.get(team.id, ()):
-            period = self._window(team.id, budget, now)
-            committed = self._committed.get((team.id, budget.id, period.start), {})
-            amount = costs.of(budget.counts)
-            for value in budget_values(budget, scope):
-                key = (team.id, budget.id, value, period.start)
-                warehouse, here = committed.get(value, ZERO), self._local.get(key, ZERO)
+        team_id, replicas, local = team.id, self._replicas, self._local
+        for line in self._plan(team_id, now):
+            budget = line.budget
+            values = budget_values(budget, scope)
+            if not values:
+                continue
+            amount = costs.market if line.market else costs.total
+            for value in values:
+                key = (team_id, budget.id, value, line.start)
+                warehouse, here = line.committed.get(value, ZERO), local.get(key, ZERO)
                 spent = warehouse + here
                 limit = budget.limit(value)
                 # With N replicas, this one may hold at most 1/N of what the warehouse says
                 # is left: a burst spread over every replica cannot spend it N times over.
-                over_share = (
-                    self._replicas > 1 and here + amount > (limit - warehouse) / self._replicas
-                )
-                if spent >= limit or spent + amount > limit or over_share:
-                    refusal = Refusal(budget, value, spent, limit, amount, period.resets_at, key)
+                over_share = replicas > 1 and here + amount > (limit - warehouse) / replicas
+                if spent + amount > limit or spent >= limit or over_share:
+                    refusal = Refusal(budget, value, spent, limit, amount, line.resets_at, key)
                     if reserve:
                         self.count(refusal)
                     return refusal
@@ -371,7 +395,7 @@ class BudgetGuard:
         admission = self._admissions.get(event.event_id)
         if admission is None or admission.settled:
             return
-        tokens = TokenCounts(*(getattr(event, name) for name in TOKEN_FIELDS))
+        tokens = TokenCounts(*_event_tokens(event))
         actual = admission.pricer.costs(tokens)
         for key, counts in admission.keys:
             self._local[key] = (
@@ -380,6 +404,22 @@ class BudgetGuard:
         admission.costs = actual
         admission.settled = True
         admission.settled_at = self._clock()
+
+    def _plan(self, team_id: str, now: datetime) -> list[_Line]:
+        """The team's hard budgets in their current periods, built again when one of them
+        resets or a refresh brings new spend: the request path only reads it."""
+        cached = self._plans.get(team_id)
+        if cached is not None and (cached[0] is None or now < cached[0]):
+            return cached[1]
+        lines = []
+        for budget in self._hard.get(team_id, ()):
+            period = self._window(team_id, budget, now)
+            committed = self._committed.get((team_id, budget.id, period.start), {})
+            market = budget.counts == "market_cost"
+            lines.append(_Line(budget, period.start, period.resets_at, committed, market))
+        resets = [line.resets_at for line in lines if line.resets_at is not None]
+        self._plans[team_id] = (min(resets, default=None), lines)
+        return lines
 
     def _window(self, team_id: str, budget: Budget, now: datetime) -> Window:
         # Keyed by the period's definition too: a budget changed through the API keeps its id.
@@ -459,6 +499,7 @@ class BudgetGuard:
         """On the event loop: take the snapshot, and stop counting what it holds."""
         self._hard = snapshot.hard
         self._committed = snapshot.committed
+        self._plans.clear()
         current = set(snapshot.committed)
         forget_before = snapshot.read_at - FORGET_UNLANDED_AFTER
         for event_id, admission in list(self._admissions.items()):
