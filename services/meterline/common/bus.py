@@ -86,8 +86,10 @@ class InProcessBus:
         try:
             first = self._queue.get_nowait()
         except asyncio.QueueEmpty:
+            # Not asyncio.wait_for: on 3.11 it can lose a cancellation (common/waiting.py).
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout)
+                async with asyncio.timeout(timeout):
+                    first = await self._queue.get()
             except TimeoutError:
                 return []
         batch = [first]

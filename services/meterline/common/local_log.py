@@ -49,6 +49,7 @@ from pathlib import Path
 
 from meterline.common.bus import BusMessage
 from meterline.common.framing import decode_records, encode_record, frame_size
+from meterline.common.waiting import wait_event
 
 log = logging.getLogger("meterline.local_log")
 
@@ -349,8 +350,7 @@ class LocalLog:
             self._appended.clear()
             messages = self._read(max_messages)
             if not messages:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._appended.wait(), timeout)
+                await wait_event(self._appended, timeout)
                 messages = self._read(max_messages)
         if messages and self._synced_offset <= messages[-1].offset:
             wait = self._synced_at + SYNC_BEFORE_READ_EVERY - time.monotonic()

@@ -17,7 +17,6 @@ states the bound with several replicas."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -48,6 +47,7 @@ from meterline.common.pricing import (
     team_cost,
     team_rates,
 )
+from meterline.common.waiting import wait_event
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.route_prices import ListPrices
 
@@ -538,8 +538,7 @@ class BudgetGuard:
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             await self.refresh()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._refresh_seconds)
+            await wait_event(stop, self._refresh_seconds)
 
     def prometheus_text(self) -> str:
         """Refusals and refreshes; spend, limit and what remains of each budget without

@@ -17,7 +17,6 @@ is delivered once per webhook."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,6 +28,7 @@ from meterline.common.budget_spend import NEVER_RESETS, SpendAsk, WarehouseSpend
 from meterline.common.budgets import Budget, BudgetValue, budget_timezone, describe, window
 from meterline.common.config import GatewayConfig, TeamConfig
 from meterline.common.spikes import TEAM_TOTAL, Spike, WarehouseSpikes, find_spikes
+from meterline.common.waiting import wait_event
 from meterline.query.warehouse import Warehouse
 
 log = logging.getLogger(__name__)
@@ -198,5 +198,4 @@ class Alerter:
                 log.warning(
                     "alerts not evaluated (tried again in %ss): %s", self._evaluate_seconds, error
                 )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._evaluate_seconds)
+            await wait_event(stop, self._evaluate_seconds)

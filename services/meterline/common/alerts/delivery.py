@@ -37,6 +37,7 @@ from meterline.common.alerts.webhooks import (
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig, WebhookConfig
 from meterline.common.settings import CommonSettings
+from meterline.common.waiting import wait_event
 
 log = logging.getLogger(__name__)
 
@@ -174,8 +175,7 @@ class AlertDelivery:
                 await self._start_due()
             except Exception:
                 log.exception("reading the pending alert deliveries failed; trying again")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+            await wait_event(self._wake, self._poll_seconds)
 
     async def _start_due(self) -> None:
         free = self._concurrency - len(self._in_flight)

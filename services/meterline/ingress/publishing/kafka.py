@@ -37,6 +37,7 @@ from aiokafka.errors import (
 
 from meterline.common.codec import UsageEventCodec
 from meterline.common.events import UsageEvent
+from meterline.common.waiting import wait_event
 from meterline.ingress.publishing.health import PublisherHealth
 from meterline.ingress.publishing.protocol import Record, to_record
 from meterline.ingress.settings import IngressSettings
@@ -299,8 +300,7 @@ class KafkaPublisher:
 
     async def _wait_stop(self, seconds: float) -> None:
         """Sleep, but wake at once when stop() is called."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        await wait_event(self._stop_requested, seconds)
 
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
