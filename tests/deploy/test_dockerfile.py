@@ -112,7 +112,8 @@ def test_every_base_image_is_pinned_by_digest(dockerfile: Dockerfile) -> None:
     assert outside
     for base in outside:
         assert re.fullmatch(r"[\w./:-]+@sha256:[0-9a-f]{64}", base), base
-    assert outside[0].startswith("python:3.11-slim@")
+    # Fully qualified: podman refuses short names it has no alias for.
+    assert outside[0].startswith("docker.io/library/python:3.11-slim@")
 
 
 def test_uv_stays_in_the_build_stages(dockerfile: Dockerfile) -> None:
