@@ -2,12 +2,12 @@
 
 Starts the provider simulator and ``meterline all-in-one`` (its local log and chDB in a
 temporary directory), sends a few hundred requests through the Chat Completions API with
-the official ``openai`` SDK (several users, tags, models, streamed and not), prints the
-report grouped by ``day,user`` and by ``tag``, and checks that the report's totals equal the
-usage the SDK received, and its market cost what genai-prices says for that usage. Then a
-trial user of a third team runs into its hard budget: refused with a 402 before anything is
-forwarded, counted in the budget's status, and the budget's alerts reach the team's webhook
-(a receiver in this process that checks their signatures)."""
+plain HTTP, as any OpenAI client sends them (several users, tags, models, streamed and
+not), prints the report grouped by ``day,user`` and by ``tag``, and checks that the report's
+totals equal the usage the client received, and its market cost what genai-prices says for
+that usage. Then a trial user of a third team runs into its hard budget: refused with a 402
+before anything is forwarded, counted in the budget's status, and the budget's alerts reach
+the team's webhook (a receiver in this process that checks their signatures)."""
 
 from __future__ import annotations
 
@@ -46,62 +46,63 @@ class Sent:
     by_tag: dict[str, int] = field(default_factory=dict)
 
 
+async def chat(client: httpx.AsyncClient, body: dict[str, Any]) -> dict[str, Any]:
+    """One Chat Completions call, as any OpenAI client makes it; the usage the gateway passed
+    through, from the response or, streamed, from the last chunk that carries it."""
+    if not body.get("stream"):
+        response = await client.post("/chat/completions", json=body)
+        response.raise_for_status()
+        usage: dict[str, Any] | None = response.json().get("usage")
+    else:
+        usage = None
+        async with client.stream("POST", "/chat/completions", json=body) as response:
+            response.raise_for_status()
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and line != "data: [DONE]":
+                    usage = json.loads(line.removeprefix("data: ")).get("usage") or usage
+    assert usage is not None, "the gateway must pass usage through"
+    return usage
+
+
 async def send_requests(base_url: str, key: str, count: int) -> Sent:
     from genai_prices import Usage, calc_price
-    from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+    client = httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+    )
     sent = Sent()
     limit = asyncio.Semaphore(16)
 
     async def one(n: int) -> None:
         user, model = USERS[n % len(USERS)], MODELS[n % len(MODELS)]
         tags = [PLANS[n % len(PLANS)], FEATURES[(n // 3) % len(FEATURES)]]
-        messages: Any = [
-            {"role": "system", "content": "You are a concise assistant."},
-            {
-                "role": "user",
-                "content": f"Request {n}: summarise ticket {n * 7919 % 10007}. " * (1 + n % 40),
-            },
-        ]
-        extra: dict[str, Any] = {"providerOptions": {"gateway": {"user": user, "tags": tags}}}
+        body: dict[str, Any] = {
+            "model": f"openai/{model}",
+            "messages": [
+                {"role": "system", "content": "You are a concise assistant."},
+                {
+                    "role": "user",
+                    "content": f"Request {n}: summarise ticket {n * 7919 % 10007}. " * (1 + n % 40),
+                },
+            ],
+            "providerOptions": {"gateway": {"user": user, "tags": tags}},
+        }
         if n % 5 == 0:
-            extra["prompt_cache_key"] = f"demo-{n % 3}"
+            body["prompt_cache_key"] = f"demo-{n % 3}"
+        if n % 2:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         async with limit:
-            if n % 2:
-                stream = await client.chat.completions.create(
-                    model=f"openai/{model}",
-                    messages=messages,
-                    stream=True,
-                    stream_options={"include_usage": True},
-                    extra_body=extra,
-                )
-                usage = None
-                async for chunk in stream:
-                    usage = chunk.usage or usage
-            else:
-                response = await client.chat.completions.create(
-                    model=f"openai/{model}", messages=messages, extra_body=extra
-                )
-                usage = response.usage
-        assert usage is not None, "the gateway must pass usage through"
-        cached = usage.prompt_tokens_details.cached_tokens if usage.prompt_tokens_details else 0
-        reasoning = (
-            usage.completion_tokens_details.reasoning_tokens
-            if usage.completion_tokens_details
-            else 0
-        )
+            usage = await chat(client, body)
+        prompt, completion = int(usage["prompt_tokens"]), int(usage["completion_tokens"])
+        cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        reasoning = int((usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0)
         sent.requests += 1
-        sent.tokens["input_tokens"] += usage.prompt_tokens
-        sent.tokens["output_tokens"] += usage.completion_tokens
-        sent.tokens["cached_input_tokens"] += cached or 0
-        sent.tokens["reasoning_tokens"] += reasoning or 0
+        sent.tokens["input_tokens"] += prompt
+        sent.tokens["output_tokens"] += completion
+        sent.tokens["cached_input_tokens"] += cached
+        sent.tokens["reasoning_tokens"] += reasoning
         price = calc_price(
-            Usage(
-                input_tokens=usage.prompt_tokens,
-                output_tokens=usage.completion_tokens,
-                cache_read_tokens=cached or 0,
-            ),
+            Usage(input_tokens=prompt, output_tokens=completion, cache_read_tokens=cached),
             model_ref=model,
             provider_id="openai",
         )
@@ -109,8 +110,10 @@ async def send_requests(base_url: str, key: str, count: int) -> Sent:
         for tag in tags:
             sent.by_tag[tag] = sent.by_tag.get(tag, 0) + 1
 
-    await asyncio.gather(*(one(n) for n in range(count)))
-    await client.close()
+    try:
+        await asyncio.gather(*(one(n) for n in range(count)))
+    finally:
+        await client.aclose()
     return sent
 
 
@@ -301,22 +304,24 @@ def alert_received(receiver: AlertReceiver) -> int:
 def hit_the_budget(base: str, key: str) -> int:
     """Requests of one trial user until its budget refuses one; the refusal and the
     budget's status printed."""
-    from openai import APIStatusError, OpenAI
-
-    client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=0)
     print("\na trial user of team initech (budget: $0.001 a day per user) asks until refused:")
     code: str | None = None
     for n in range(1, 101):
-        try:
-            client.chat.completions.create(
-                model="openai/gpt-4o",
-                messages=[{"role": "user", "content": f"Trial question {n}."}],
-                max_tokens=40,
-                extra_body={"providerOptions": {"gateway": {"user": "trial-user"}}},
-            )
-        except APIStatusError as error:
-            print(f"  request {n}: HTTP {error.status_code} {error.code}: {error.message}")
-            code = error.code
+        response = httpx.post(
+            f"{base}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {key}"},
+            json={
+                "model": "openai/gpt-4o",
+                "messages": [{"role": "user", "content": f"Trial question {n}."}],
+                "max_tokens": 40,
+                "providerOptions": {"gateway": {"user": "trial-user"}},
+            },
+            timeout=60,
+        )
+        if response.is_error:
+            error = response.json()["error"]
+            print(f"  request {n}: HTTP {response.status_code} {error['code']}: {error['message']}")
+            code = error["code"]
             break
         print(f"  request {n}: answered")
     else:
@@ -366,7 +371,7 @@ def check(
         print("\nDEMO CHECK FAILED:\n  " + "\n  ".join(problems))
         return 1
     print(
-        f"\nOK: the report's totals equal the usage the SDK received: {sent.requests} requests, "
+        f"\nOK: the report's totals equal the usage the client received: {sent.requests} requests, "
         + ", ".join(f"{sent.tokens[m]} {m}" for m in METRICS)
         + f", market cost ${sent.market_cost} (genai-prices); another team's key sees nothing."
     )
