@@ -17,6 +17,12 @@ the direct run also carries the generator's own cost and the simulator's, so the
 is what the gateway adds on top of both. The highest sustained rate steps the rate up until
 a run has errors, falls short of the rate it was asked for, or its p99 passes
 ``--max-p99-ms``. Peak RSS is each service process's VmHWM at the end.
+
+With ``--budgets`` a further all-in-one runs the same configuration plus the five hard
+budgets of ``bench.budget_check`` (the team, every user daily, every user on a feature tag,
+every tag, the model), large enough that every request is admitted, so each request pays
+the budgets' check, reservation and settle: its added latency beside the plain
+all-in-one's, in the same rounds, is what budgets cost a request end to end.
 """
 
 from __future__ import annotations
@@ -47,6 +53,35 @@ from meterline.demo import write_config
 from meterline.processes import free_port, meterline_process, wait_http
 
 NAME = "ingress_overhead"
+BUDGETS_TOML = """
+[[teams.budgets]]
+id = "team"
+amount_usd = "1000000"
+
+[[teams.budgets]]
+id = "per-user"
+amount_usd = "1000"
+scope = { user = "*" }
+period = "daily"
+
+[[teams.budgets]]
+id = "per-user-feature"
+amount_usd = "1000"
+scope = { user = "*", tag = "feature:1" }
+period = "weekly"
+timezone = "America/New_York"
+
+[[teams.budgets]]
+id = "per-tag"
+amount_usd = "100000"
+scope = { tag = "*" }
+
+[[teams.budgets]]
+id = "model"
+amount_usd = "100000"
+scope = { model = "gpt-4o-mini" }
+"""
+"""The hard budgets of ``--budgets``: ``bench.budget_check``'s, on the bodies' model and tags."""
 PROVIDER_KEY = "sk-bench-simulator"
 TARGET_P50_MS = 1.0
 TARGET_P99_MS = 5.0
@@ -180,11 +215,12 @@ def sustained(summary: dict[str, Any], max_p99_ms: float) -> bool:
 
 @contextlib.contextmanager
 def services(
-    workdir: Path, *, kafka: bool, log_off: bool
+    workdir: Path, *, kafka: bool, log_off: bool, budgets: bool = False
 ) -> Iterator[tuple[dict[str, Target], list[Service]]]:
     """The simulator, ``meterline all-in-one`` (embedded, its bus the local log on disk),
-    with ``log_off`` a second all-in-one whose bus is memory only, and with ``kafka``
-    ``meterline ingress`` publishing to a broker; each its own process."""
+    with ``log_off`` a second all-in-one whose bus is memory only, with ``budgets`` one
+    whose team has hard budgets, and with ``kafka`` ``meterline ingress`` publishing to a
+    broker; each its own process."""
     key = new_key()
     simulator_port, all_in_one_port, ingress_port = free_port(), free_port(), free_port()
     config = workdir / "meterline.toml"
@@ -225,6 +261,19 @@ def services(
             targets["all-in-one, log off"] = Target(
                 "all-in-one, log off", log_off_port, key, gateway=True
             )
+        if budgets:
+            budgets_port = free_port()
+            budgets_config = workdir / "meterline-budgets.toml"
+            budgets_config.write_text(config.read_text() + BUDGETS_TOML)
+            budgets_env = {
+                **env,
+                "METERLINE_CONFIG_FILE": str(budgets_config),
+                "METERLINE_DATA_DIR": str(workdir / "budgets-data"),
+            }
+            start("all-in-one-budgets", ["all-in-one"], budgets_port, budgets_env)
+            targets["all-in-one, budgets"] = Target(
+                "all-in-one, budgets", budgets_port, key, gateway=True
+            )
         if kafka:
             bootstrap = stack.enter_context(kafka_bootstrap())
             kafka_env = {
@@ -251,6 +300,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the second all-in-one whose bus is memory only (the local log off)",
     )
+    parser.add_argument(
+        "--budgets",
+        action="store_true",
+        help="a further all-in-one whose team has five hard budgets (every request admitted)",
+    )
     parser.add_argument("--no-max-rate", action="store_true", help="skip the max-rate search")
     parser.add_argument("--max-p99-ms", type=float, default=100.0)
     args = parser.parse_args(argv)
@@ -260,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="meterline-bench-ingress-") as tmp:
         workdir = Path(tmp)
-        with services(workdir, kafka=not args.no_kafka, log_off=not args.no_log_off) as (
+        with services(
+            workdir, kafka=not args.no_kafka, log_off=not args.no_log_off, budgets=args.budgets
+        ) as (
             targets,
             procs,
         ):
@@ -318,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "rounds": args.rounds,
         "kafka": not args.no_kafka,
         "log_off": not args.no_log_off,
+        "budgets": args.budgets,
         "max_p99_ms": args.max_p99_ms,
         "quick": args.quick,
     }
