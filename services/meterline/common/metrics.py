@@ -16,8 +16,8 @@ import os
 import resource
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
-from typing import Final, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -256,3 +256,43 @@ def process_text() -> str:
             continue
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {_number(value)}"]
     return "\n".join(lines) + "\n"
+
+
+class RouteTemplates:
+    """The route template of a request once its app has routed it (``/v1/models/{model_id:
+    path}``, never the raw path, which may hold ids). Starlette leaves the matched endpoint
+    in the scope, not the route: the template is that of the endpoint's route whose pattern
+    matches the path. Routers included in the app are walked too (without prefixes, which
+    the services do not use)."""
+
+    def __init__(self, routes: Sequence[Any]) -> None:
+        self._routes = routes
+        self._by_endpoint: dict[Any, list[Any]] | None = None
+
+    def _index(self) -> dict[Any, list[Any]]:
+        index: dict[Any, list[Any]] = {}
+        pending = list(self._routes)
+        while pending:
+            route = pending.pop(0)
+            included = getattr(route, "original_router", None)
+            if included is not None:
+                pending[:0] = list(included.routes)
+            elif hasattr(route, "path_regex") and hasattr(route, "endpoint"):
+                index.setdefault(route.endpoint, []).append(route)
+        return index
+
+    def of(self, scope: Mapping[str, Any]) -> str | None:
+        endpoint = scope.get("endpoint")
+        if endpoint is None:
+            return None
+        if self._by_endpoint is None:
+            # Built on the first request: every route is in place by then.
+            self._by_endpoint = self._index()
+        candidates = self._by_endpoint.get(endpoint, ())
+        if len(candidates) == 1:
+            return str(candidates[0].path)
+        path = scope.get("path", "")
+        for route in candidates:
+            if route.path_regex.match(path):
+                return str(route.path)
+        return None

@@ -180,7 +180,7 @@ def create_app(
     app.include_router(models.router)
     app.include_router(language_model.router)
 
-    app.add_middleware(Observed, metrics=observed)
+    app.add_middleware(Observed, metrics=observed, routes=app.routes)
 
     def service_metrics() -> str:
         """The ingress' series without the process' (the all-in-one adds those once)."""

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +31,7 @@ from meterline.common.metrics import (
     Counter,
     Histogram,
     Registry,
+    RouteTemplates,
     status_class,
 )
 
@@ -129,16 +131,20 @@ class IngressMetrics:
         self.upstream_errors.inc(provider, kind)
 
     def finished(
-        self, scope: Scope, exchange: Exchange, status: int, head_at: float | None, head_wait: float
+        self,
+        scope: Scope,
+        template: str | None,
+        exchange: Exchange,
+        status: int,
+        head_at: float | None,
+        head_wait: float,
     ) -> None:
         end = time.perf_counter()
         event = exchange.event
         if event is not None:
             surface, provider, team = event.api_surface, event.provider, event.team_id
         else:
-            route = scope.get("route")
-            template = getattr(route, "path", None)
-            surface = SURFACES.get(template, "other") if isinstance(template, str) else "other"
+            surface = SURFACES.get(template, "other") if template is not None else "other"
             provider, team = "none", ""
         klass = status_class(status)
         if self.team_label:
@@ -196,9 +202,10 @@ def _log_access(
 class Observed:
     """The ASGI middleware around the ingress (see the module's docstring)."""
 
-    def __init__(self, app: ASGIApp, metrics: IngressMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: IngressMetrics, routes: Sequence[Any]) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates = RouteTemplates(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNOBSERVED_PATHS:
@@ -222,4 +229,6 @@ class Observed:
             await self.app(scope, receive, send_observed)
         finally:
             current.reset(token)
-            self.metrics.finished(scope, exchange, status, head_at, head_wait)
+            self.metrics.finished(
+                scope, self.templates.of(scope), exchange, status, head_at, head_wait
+            )

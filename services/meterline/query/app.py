@@ -120,7 +120,7 @@ def create_app(
     app.include_router(budgets.router)
     app.include_router(alerts.router)
 
-    app.add_middleware(Observed, metrics=observed)
+    app.add_middleware(Observed, metrics=observed, routes=app.routes)
 
     async def warehouse_answers() -> str | None:
         """None when the warehouse answers, else why not."""

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +24,7 @@ from meterline.common.metrics import (
     Gauge,
     Histogram,
     Registry,
+    RouteTemplates,
     status_class,
 )
 
@@ -89,10 +91,10 @@ class QueryMetrics:
             )
         )
 
-    def finished(self, scope: Scope, exchange: Exchange, status: int, duration: float) -> None:
-        route_object = scope.get("route")
-        template = getattr(route_object, "path", None)
-        route = template if isinstance(template, str) else "other"
+    def finished(
+        self, scope: Scope, template: str | None, exchange: Exchange, status: int, duration: float
+    ) -> None:
+        route = template or "other"
         klass = status_class(status)
         if self.team_label:
             self.requests.inc(route, klass, exchange.team or "none")
@@ -118,9 +120,10 @@ class QueryMetrics:
 
 
 class Observed:
-    def __init__(self, app: ASGIApp, metrics: QueryMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: QueryMetrics, routes: Sequence[Any]) -> None:
         self.app = app
         self.metrics = metrics
+        self.templates = RouteTemplates(routes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in UNOBSERVED_PATHS:
@@ -141,4 +144,6 @@ class Observed:
             await self.app(scope, receive, send_observed)
         finally:
             current.reset(token)
-            self.metrics.finished(scope, exchange, status, time.perf_counter() - started)
+            self.metrics.finished(
+                scope, self.templates.of(scope), exchange, status, time.perf_counter() - started
+            )
