@@ -196,6 +196,14 @@ class KafkaOffsetsProbe:
         ends = await client.end_offsets([TopicPartition(self._topic, p) for p in partitions])
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
+    async def end_offsets_of(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Where these partitions end (no metadata needed: they are named)."""
+        from aiokafka import TopicPartition
+
+        client = await self._started()
+        ends = await client.end_offsets([TopicPartition(*tp) for tp in partitions])
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
     async def committed(
         self, partitions: set[tuple[str, int]]
     ) -> dict[tuple[str, int], int | None]:
@@ -275,7 +283,7 @@ class KafkaSource:
         # For the lag: the offsets this member committed, and a probe of its own (the stall
         # watch throws its probe away on any failure).
         self._committed: dict[tuple[str, int], int] = {}
-        self._lag_probe: OffsetsProbe | None = None
+        self._lag_probe: KafkaOffsetsProbe | None = None
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings) -> KafkaSource:
@@ -472,15 +480,16 @@ class KafkaSource:
         if not assigned:
             return {}
         if self._lag_probe is None:
-            self._lag_probe = self._new_probe()
+            self._lag_probe = KafkaOffsetsProbe(self._bootstrap, self._topic, self._group_id)
         probe = self._lag_probe
         try:
-            ends = await bounded(probe.end_offsets(), self._client_timeout)
+            ends = await bounded(probe.end_offsets_of(assigned), self._client_timeout)
             # A partition that left and came back may have been committed by another member.
             self._committed = {tp: o for tp, o in self._committed.items() if tp in assigned}
             missing = assigned - self._committed.keys()
             group = await bounded(probe.committed(missing), self._client_timeout) if missing else {}
-        except BaseException:
+        except Exception:
+            # A cancelled read (a scrape's timeout) keeps the probe, which may be starting.
             self._lag_probe = None
             with contextlib.suppress(Exception):
                 await bounded(probe.close(), self._client_timeout)

@@ -126,16 +126,16 @@ class ConsumerMetrics:
 
     def set_lag(self, lag: Lag) -> None:
         self.lag.values = {(topic, str(partition)): n for (topic, partition), n in lag.items()}
-        self.assigned.set(len(lag))
 
 
 async def refreshed_lag(pipeline: Pipeline) -> None:
     """Ask the source for the lag of its partitions, for a scrape. A broker that does not
     answer in time leaves the last values."""
+    pipeline.metrics.assigned.set(pipeline.assigned_partitions())
     try:
         lag = await asyncio.wait_for(pipeline.lag(), LAG_TIMEOUT_SECONDS)
     except Exception as error:
-        log.debug("reading the consumer's lag failed (%r)", error)
+        log.warning("reading the consumer's lag failed (%r)", error)
         return
     if lag is not None:
         pipeline.metrics.set_lag(lag)

@@ -176,6 +176,10 @@ class Pipeline:
         source = self._source
         return not isinstance(source, ObservableSource) or bool(source.assignment())
 
+    def assigned_partitions(self) -> int:
+        source = self._source
+        return len(source.assignment()) if isinstance(source, ObservableSource) else 0
+
     async def lag(self) -> Lag | None:
         """Per partition, what is left to write; None when the source cannot say."""
         source = self._source
