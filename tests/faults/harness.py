@@ -160,6 +160,9 @@ class Stack:
             }[name]
         )
         ports = [] if command == "consumer" else ["--port", str(self.ports[name])]
+        if command == "consumer":
+            # Its metrics and probes port, free: other consumers may run on this machine.
+            env["METERLINE_CONSUMER_HTTP_PORT"] = str(free_port())
         module = "meterline.cli"
         if crash_at is not None:
             module = "tests.faults.crashing"

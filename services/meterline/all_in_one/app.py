@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 from fastapi import FastAPI
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from meterline.all_in_one.settings import LocalLogSettings
 from meterline.common.budget_spend import WarehouseSpend
@@ -26,7 +27,10 @@ from meterline.common.bus import Bus, InProcessBus
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig
 from meterline.common.local_log import LocalLog
+from meterline.common.metrics import CONTENT_TYPE, process_text
 from meterline.consumer.assemble import open_consumer
+from meterline.consumer.observe import readiness as consumer_readiness
+from meterline.consumer.observe import refreshed_lag
 from meterline.consumer.pipeline import Pipeline
 from meterline.consumer.settings import ConsumerSettings
 from meterline.ingress.app import create_app as create_ingress_app
@@ -109,33 +113,37 @@ class AllInOne:
             return
         path: str = scope.get("path", "")
         if path == "/metrics" and scope["type"] == "http":
-            await self._metrics(scope, receive, send)
+            await self._metrics(send)
+            return
+        if path == "/readyz" and scope["type"] == "http":
+            await self._readyz(send)
             return
         app = self.query if path.startswith(QUERY_PATHS) else self.ingress
         await app(scope, receive, send)
 
-    async def _metrics(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Both services' series in one page: the ingress' (publisher, budgets) and the
-        query service's (alerts)."""
-        texts = []
-        for app in (self.ingress, self.query):
-            chunks: list[bytes] = []
+    async def _metrics(self, send: Send) -> None:
+        """The three services' series in one page, and the process' once."""
+        text = self.ingress.state.metrics_text() + await self.query.state.metrics_text()
+        if self.pipeline is not None:
+            await refreshed_lag(self.pipeline)
+            text += self.pipeline.metrics.registry.render()
+        await _answer(send, 200, CONTENT_TYPE, (text + process_text()).encode())
 
-            async def keep(message: Message, into: list[bytes] = chunks) -> None:
-                if message["type"] == "http.response.body":
-                    into.append(message.get("body", b""))
-
-            await app(scope, receive, keep)
-            texts.append(b"".join(chunks))
-        body = b"".join(texts)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", b"text/plain; version=0.0.4")],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _readyz(self, send: Send) -> None:
+        """Ready when every part is: the ingress can keep events, the query service's
+        warehouse answers, the consumer reads and can write."""
+        reasons = {
+            "ingress": self.ingress.state.readiness(),
+            "query": await self.query.state.readiness(),
+            "consumer": (
+                consumer_readiness(self.pipeline) if self.pipeline is not None else "starting"
+            ),
+        }
+        failing = {part: reason for part, reason in reasons.items() if reason is not None}
+        body: dict[str, object] = {"status": "unavailable" if failing else "ok"}
+        if failing:
+            body["reasons"] = failing
+        await _answer(send, 503 if failing else 200, "application/json", json.dumps(body).encode())
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         message = await receive()
@@ -193,6 +201,17 @@ class AllInOne:
             task.exception(),
         )
         self.on_consumer_failure()
+
+
+async def _answer(send: Send, status: int, content_type: str, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type.encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def _stop_the_process() -> None:

@@ -32,6 +32,9 @@ class CommonSettings(BaseSettings):
     usage_topic: str = "usage-events"
     dead_letter_topic: str = "usage-events-dlq"
     log_level: str = "INFO"
+    metrics_team_label: bool = False
+    """Label request metrics by team too: one series per team and surface, provider and
+    status class, so only for a bounded number of teams."""
     internal_token: SecretStr | None = None
     """Shared by the ingresses and the query service: ingresses present it to read the
     hard budgets' committed spend (``/internal/v1/budget-spend``). Unset: the query

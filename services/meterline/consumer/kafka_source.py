@@ -196,6 +196,14 @@ class KafkaOffsetsProbe:
         ends = await client.end_offsets([TopicPartition(self._topic, p) for p in partitions])
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
+    async def end_offsets_of(self, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Where these partitions end (no metadata needed: they are named)."""
+        from aiokafka import TopicPartition
+
+        client = await self._started()
+        ends = await client.end_offsets([TopicPartition(*tp) for tp in partitions])
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
     async def committed(
         self, partitions: set[tuple[str, int]]
     ) -> dict[tuple[str, int], int | None]:
@@ -272,6 +280,10 @@ class KafkaSource:
         self._watching: asyncio.Task[None] | None = None
         self._stalled = False
         self.restarts = 0
+        # For the lag: the offsets this member committed, and a probe of its own (the stall
+        # watch throws its probe away on any failure).
+        self._committed: dict[tuple[str, int], int] = {}
+        self._lag_probe: KafkaOffsetsProbe | None = None
 
     @classmethod
     def from_settings(cls, settings: ConsumerSettings) -> KafkaSource:
@@ -424,6 +436,7 @@ class KafkaSource:
         from aiokafka import TopicPartition
 
         if offsets:
+            self._committed.update(offsets)
             await bounded(
                 self._kafka().commit(
                     {
@@ -453,6 +466,36 @@ class KafkaSource:
         return any(
             tp.topic == topic and tp.partition == partition for tp in self._consumer.assignment()
         )
+
+    def assignment(self) -> set[tuple[str, int]]:
+        if self._consumer is None:
+            return set()
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition, the broker's end offset less the committed offset (this
+        member's last commit, else the group's): what is left to write. Asked of the broker
+        each time, since the client's own high-water mark stops moving while it is paused."""
+        assigned = self.assignment()
+        if not assigned:
+            return {}
+        if self._lag_probe is None:
+            self._lag_probe = KafkaOffsetsProbe(self._bootstrap, self._topic, self._group_id)
+        probe = self._lag_probe
+        try:
+            ends = await bounded(probe.end_offsets_of(assigned), self._client_timeout)
+            # A partition that left and came back may have been committed by another member.
+            self._committed = {tp: o for tp, o in self._committed.items() if tp in assigned}
+            missing = assigned - self._committed.keys()
+            group = await bounded(probe.committed(missing), self._client_timeout) if missing else {}
+        except Exception:
+            # A cancelled read (a scrape's timeout) keeps the probe, which may be starting.
+            self._lag_probe = None
+            with contextlib.suppress(Exception):
+                await bounded(probe.close(), self._client_timeout)
+            raise
+        committed = {**{tp: o or 0 for tp, o in group.items()}, **self._committed}
+        return {tp: max(0, ends.get(tp, 0) - committed.get(tp, 0)) for tp in assigned}
 
     async def keep_alive(self) -> None:
         """A consumer that has not asked for records for ``max_poll_interval_ms`` (5 minutes
@@ -508,10 +551,11 @@ class KafkaSource:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watching
             self._watching = None
-        if self._probe is not None:
-            with contextlib.suppress(Exception):
-                await bounded(self._probe.close(), self._client_timeout)
-            self._probe = None
+        for probe in (self._probe, self._lag_probe):
+            if probe is not None:
+                with contextlib.suppress(Exception):
+                    await bounded(probe.close(), self._client_timeout)
+        self._probe = self._lag_probe = None
         consumer, self._consumer = self._consumer, None
         await self._abandon(consumer)
 

@@ -10,6 +10,7 @@ import sys
 
 from meterline.common.config import load_config
 from meterline.consumer.assemble import open_consumer
+from meterline.consumer.observe import serve_http
 from meterline.consumer.settings import ConsumerSettings
 
 log = logging.getLogger("meterline.consumer")
@@ -47,7 +48,17 @@ async def run_consumer(settings: ConsumerSettings, stop: asyncio.Event) -> None:
         raise SystemExit("meterline consumer needs KAFKA_BOOTSTRAP_SERVERS")
     async with open_consumer(settings, load_config(settings.config_file)) as pipeline:
         tune_interpreter()
-        await pipeline.run(stop)
+        finished = asyncio.Event()
+        async with serve_http(
+            pipeline,
+            settings.consumer_http_host,
+            settings.consumer_http_port,
+            alive=lambda: not finished.is_set(),
+        ):
+            try:
+                await pipeline.run(stop)
+            finally:
+                finished.set()
 
 
 def main() -> None:

@@ -65,11 +65,12 @@ from dataclasses import dataclass
 from meterline.common.bus import BusMessage
 from meterline.consumer.batch import Batch
 from meterline.consumer.batch_log import BatchLog
-from meterline.consumer.dead_letter import CircuitBreaker, DeadLetterSink
+from meterline.consumer.dead_letter import CircuitBreaker, CircuitOpen, DeadLetterSink
 from meterline.consumer.decode import Decoder, Rejected
 from meterline.consumer.dedupe import RecentIds
+from meterline.consumer.observe import ConsumerMetrics, Lag
 from meterline.consumer.settings import ConsumerSettings
-from meterline.consumer.source import MessageSource
+from meterline.consumer.source import MessageSource, ObservableSource
 from meterline.consumer.write import BatchWriter
 
 log = logging.getLogger("meterline.consumer")
@@ -124,6 +125,8 @@ class Pipeline:
         self._writing: asyncio.Task[None] | None = None
         self._writing_batch: Batch | None = None
         self.stats = ConsumerStats()
+        self.metrics = ConsumerMetrics()
+        self.breaker_opened = False
         self.idle = asyncio.Event()
         """Set while no batch is open: everything read so far is written and committed."""
         self.warehouse_down = asyncio.Event()
@@ -167,6 +170,31 @@ class Pipeline:
         finally:
             deadline.cancel()
             await self._source.stop()
+
+    def assigned(self) -> bool:
+        """Whether the source reads any partition (a source that cannot say: yes)."""
+        source = self._source
+        return not isinstance(source, ObservableSource) or bool(source.assignment())
+
+    def assigned_partitions(self) -> int:
+        source = self._source
+        return len(source.assignment()) if isinstance(source, ObservableSource) else 0
+
+    async def lag(self) -> Lag | None:
+        """Per partition, what is left to write; None when the source cannot say."""
+        source = self._source
+        return await source.lag() if isinstance(source, ObservableSource) else None
+
+    def _record_outcome(self, failed: bool, reason: str = "", successes: int = 0) -> None:
+        try:
+            if successes:
+                self._breaker.record_successes(successes)
+            else:
+                self._breaker.record(failed, reason)
+        except CircuitOpen:
+            self.breaker_opened = True
+            self.metrics.breaker_open.set(1)
+            raise
 
     async def _stop_deadline(self, stop: asyncio.Event, run: asyncio.Task[None] | None) -> None:
         await stop.wait()
@@ -235,6 +263,7 @@ class Pipeline:
             batch.add(message.offset, None, None)
         elif self._is_repeat(event_id, batch):
             self.stats.duplicates_dropped += 1
+            self.metrics.duplicates.inc()
             batch.add(message.offset, event_id, None)
         else:
             batch.add(message.offset, event_id, message)
@@ -278,7 +307,8 @@ class Pipeline:
             rejected.reason,
         )
         await self._dead_letter.send(rejected)
-        self._breaker.record(True, rejected.reason)
+        self.metrics.dead_letters.inc()
+        self._record_outcome(True, rejected.reason)
 
     async def _flush(self, only_ready: bool) -> None:
         for key, batch in list(self._open.items()):
@@ -295,6 +325,8 @@ class Pipeline:
         batch is written at a time, so offsets are committed in order and at most two
         batches are in memory, whatever the warehouse does."""
         await self._drain()
+        self.metrics.batch_rows.observe(batch.size)
+        self.metrics.batch_age.observe(time.monotonic() - batch.opened_at)
         self._writing_batch = batch
         self._writing = asyncio.create_task(self._write_and_commit_now(batch))
 
@@ -328,19 +360,24 @@ class Pipeline:
         rejected: list[Rejected] = []
 
         async def write() -> None:
+            started = time.perf_counter()
             rejected[:] = await self._writer.write(batch.messages, batch.deduplication_token)
+            self.metrics.insert_duration.observe(time.perf_counter() - started)
 
         await self._retry(f"inserting batch {batch.deduplication_token}", write)
         for each in rejected:
             if each.event_id is not None:
                 batch.event_ids.discard(each.event_id)
             await self._reject(each)
-        self._breaker.record_successes(len(batch.messages) - len(rejected))
+        self._record_outcome(False, successes=len(batch.messages) - len(rejected))
         await self._dead_letter.flush()
         self._recent_ids.remember(batch.event_ids)
+        started = time.perf_counter()
         try:
             await self._source.commit({(batch.topic, batch.partition): batch.last_offset + 1})
+            self.metrics.commit_duration.observe(time.perf_counter() - started)
         except Exception as error:
+            self.metrics.commit_failures.inc()
             # The group rebalanced and the partition may belong to another member now
             # (retriable errors are retried by the Kafka client itself). The batch is
             # written; whoever reads the partition next re-reads it from the last commit,
@@ -349,6 +386,8 @@ class Pipeline:
             log.warning("committing %s failed (%r); carrying on", batch.deduplication_token, error)
         self.stats.batches_written += 1
         self.stats.events_written += len(batch.messages) - len(rejected)
+        self.metrics.batches_written.inc()
+        self.metrics.events_written.inc(amount=len(batch.messages) - len(rejected))
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
         """Retry a warehouse write with backoff until it succeeds.
@@ -365,16 +404,19 @@ class Pipeline:
                 break
             except Exception as error:
                 self.stats.insert_failures += 1
+                self.metrics.write_failures.inc()
                 if failed_at is None:
                     failed_at = time.monotonic()
                     self._source.pause()
                     self.warehouse_down.set()
+                    self.metrics.warehouse_up.set(0)
                 log.warning("%s failed (%s); retrying in %.1fs", what, error, delay)
                 await self._wait_paused(delay)
                 delay = min(delay * 2, self._settings.insert_retry_max_seconds)
         if failed_at is not None:
             self._source.resume()
             self.warehouse_down.clear()
+            self.metrics.warehouse_up.set(1)
             log.warning(
                 "warehouse writable again after %.1fs; partitions resumed",
                 time.monotonic() - failed_at,

@@ -10,6 +10,10 @@ class ConsumerSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="METERLINE_", extra="ignore")
 
     consumer_group: str = "meterline-consumer"
+    consumer_http_host: str = "0.0.0.0"
+    """Where ``/metrics``, ``/livez`` and ``/readyz`` listen (metrics and probes only)."""
+    consumer_http_port: int = Field(default=9464, ge=0, le=65535)
+    """0: no HTTP server (the all-in-one serves the consumer's metrics on its own port)."""
     max_batch_rows: int = Field(default=100_000, ge=1)
     """A batch closes at this many rows... Every insert costs a part per table fed (the raw
     table and each rollup) whatever its size, and the engine merges them all later, so large

@@ -6,7 +6,7 @@ partition, which is all the pipeline needs to know about either."""
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from meterline.common.bus import Bus, BusMessage
 
@@ -46,6 +46,17 @@ class MessageSource(Protocol):
     async def stop(self) -> None: ...
 
 
+@runtime_checkable
+class ObservableSource(Protocol):
+    """A source that can say which partitions it reads and how far behind it is."""
+
+    def assignment(self) -> set[tuple[str, int]]: ...
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        """Per assigned partition: messages after the last committed offset."""
+        ...
+
+
 class BusSource:
     """The embedded default's source: the bus's one partition (the local log, or memory)."""
 
@@ -73,6 +84,14 @@ class BusSource:
 
     def owns(self, topic: str, partition: int) -> bool:
         return True  # the bus has one reader, which is this one
+
+    def assignment(self) -> set[tuple[str, int]]:
+        return {(self._bus.topic, 0)}
+
+    async def lag(self) -> dict[tuple[str, int], int]:
+        # What the bus holds that the pipeline has not taken yet (what it took but has not
+        # committed is the open batch, at most a batch).
+        return {(self._bus.topic, 0): self._bus.pending}
 
     async def keep_alive(self) -> None:
         return None

@@ -12,18 +12,21 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
 
 from fastapi import FastAPI
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from meterline.common.budget_spend import QuerySpend, SpendSource
 from meterline.common.config import GatewayConfig, KeyRing
 from meterline.common.header_limit import HeaderSizeLimit
+from meterline.common.metrics import CONTENT_TYPE, process_text
 from meterline.ingress.budget_guard import BudgetGuard, SettlingPublisher
 from meterline.ingress.credentials import Credentials
 from meterline.ingress.deps import Gateway
 from meterline.ingress.errors import install_error_handlers, refusal
+from meterline.ingress.observe import IngressMetrics, Observed
 from meterline.ingress.providers.anthropic_wire import AnthropicWire
 from meterline.ingress.providers.openai_wire import OpenAIWire
 from meterline.ingress.providers.upstream import Upstream
+from meterline.ingress.publishing.kafka import KafkaPublisher
 from meterline.ingress.publishing.metrics import prometheus_text
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.route_prices import ListPrices
@@ -105,6 +108,7 @@ def create_app(
     spend: SpendSource | None = None,
 ) -> FastAPI:
     """``spend``: where hard budgets read the committed spend; None: ``spend_source``."""
+    observed = IngressMetrics(team_label=settings.metrics_team_label)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -122,7 +126,7 @@ def create_app(
                     replicas=settings.budget_replicas,
                 )
                 metered = SettlingPublisher(MeasuringPublisher(publisher, stats), guard)
-                upstream = Upstream(client, settings, metered)
+                upstream = Upstream(client, settings, metered, observed)
                 credentials = Credentials(config)
 
                 def router(wire: str, translated: tuple[str, ...] = ()) -> Router:
@@ -176,18 +180,45 @@ def create_app(
     app.include_router(models.router)
     app.include_router(language_model.router)
 
-    @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> Response:
-        return Response(b'{"status":"ok"}', media_type="application/json")
+    app.add_middleware(Observed, metrics=observed, routes=app.routes)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Publisher counters (sent, buffered, spooled, dropped) and the hard budgets' for
-        Prometheus."""
-        text = prometheus_text(publisher.metrics())
+    def service_metrics() -> str:
+        """The ingress' series without the process' (the all-in-one adds those once)."""
+        text = observed.registry.render() + prometheus_text(publisher.metrics())
         gateway: Gateway | None = getattr(app.state, "gateway", None)
         if gateway is not None and gateway.budgets.enabled:
             text += gateway.budgets.prometheus_text()
-        return Response(text, media_type="text/plain; version=0.0.4")
+        return text
+
+    def readiness() -> str | None:
+        """None when ready, else why not."""
+        if getattr(app.state, "gateway", None) is None:
+            return "starting"
+        if isinstance(publisher, KafkaPublisher) and not publisher.accepting:
+            return "Kafka is unreachable and the spool is full or off"
+        return None
+
+    app.state.metrics_text = service_metrics
+    app.state.readiness = readiness
+
+    @app.get("/livez", include_in_schema=False)
+    @app.get("/healthz", include_in_schema=False)
+    async def livez() -> Response:
+        """The process answers (``/healthz`` is the older name)."""
+        return Response(b'{"status":"ok"}', media_type="application/json")
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        """Ready when a usage event would be kept: Kafka takes it or the spool has room."""
+        reason = readiness()
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Requests, latencies, provider errors, the publisher (sent, buffered, spooled,
+        dropped), the hard budgets and the process, for Prometheus."""
+        return Response(service_metrics() + process_text(), media_type=CONTENT_TYPE)
 
     return app

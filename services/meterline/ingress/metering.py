@@ -14,6 +14,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
 from meterline.common.events import UsageEvent
+from meterline.ingress.observe import published
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.usage import NO_USAGE, Usage
 
@@ -97,6 +98,7 @@ class RequestRecord:
 
 def publish(publisher: UsagePublisher, event: UsageEvent) -> None:
     """Publish without ever failing the request: the provider has answered already."""
+    published(event)
     try:
         publisher.publish(event)
     except Exception:  # a publisher must not raise; if one does, the request still stands

@@ -23,9 +23,11 @@ from meterline.common.alerts import AlertDelivery, AlertSettings
 from meterline.common.clickhouse import connect
 from meterline.common.config import GatewayConfig, KeyRing, load_config
 from meterline.common.header_limit import HeaderSizeLimit
+from meterline.common.metrics import CONTENT_TYPE, process_text
 from meterline.query.alerting import Alerter
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import install_error_handlers, refusal
+from meterline.query.observe import Observed, QueryMetrics
 from meterline.query.routes import alerts, budgets, credits, generation, report
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
@@ -84,6 +86,10 @@ def create_app(
         connect, settings.resolved_clickhouse_url(), settings.clickhouse_database
     )
     warehouse = Warehouse(factory, settings.query_pool_size, settings.query_timeout_seconds)
+    observed = QueryMetrics(team_label=settings.metrics_team_label)
+    observed.registry.add_text(
+        lambda: "".join(delivery.prometheus_text() for delivery in deliveries)
+    )
     deliveries: list[AlertDelivery] = []
     """The running alert delivery, for ``/metrics``."""
 
@@ -114,19 +120,44 @@ def create_app(
     app.include_router(budgets.router)
     app.include_router(alerts.router)
 
+    app.add_middleware(Observed, metrics=observed, routes=app.routes)
+
+    async def warehouse_answers() -> str | None:
+        """None when the warehouse answers, else why not."""
+        try:
+            await warehouse.ping()
+        except Exception as error:
+            observed.warehouse_up.set(0)
+            return f"the warehouse does not answer: {error}"
+        observed.warehouse_up.set(1)
+        return None
+
+    async def service_metrics() -> str:
+        """The query service's series without the process' (the all-in-one adds those)."""
+        await warehouse_answers()
+        return observed.registry.render()
+
+    app.state.metrics_text = service_metrics
+    app.state.readiness = warehouse_answers
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
-        """The alerts' counters for Prometheus."""
-        text = "".join(delivery.prometheus_text() for delivery in deliveries)
-        return Response(text, media_type="text/plain; version=0.0.4")
+        """Requests by route, rows returned, the warehouse, the alerts and the process, for
+        Prometheus."""
+        return Response(await service_metrics() + process_text(), media_type=CONTENT_TYPE)
 
+    @app.get("/livez", include_in_schema=False)
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> JSONResponse:
+    async def livez() -> JSONResponse:
+        """The process answers (``/healthz`` is the older name)."""
         return JSONResponse({"status": "ok"})
 
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
-        await warehouse.ping()  # 503 through the error handlers when unreachable
+        """Ready when the warehouse answers a query."""
+        reason = await warehouse_answers()
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     return app

@@ -13,6 +13,7 @@ from fastapi import Depends, Request
 from meterline.common.config import GatewayKey, KeyRing, TeamConfig
 from meterline.query.cursor import CursorSigner
 from meterline.query.errors import Unauthenticated
+from meterline.query.observe import authenticated
 from meterline.query.settings import QuerySettings
 from meterline.query.warehouse import Warehouse
 
@@ -45,7 +46,9 @@ async def _caller(request: Request) -> Caller:
     found = key_ring.authenticate(key.strip())
     if found is None:
         raise Unauthenticated("invalid API key")
-    return Caller(*found)
+    caller = Caller(*found)
+    authenticated(caller.team.id)
+    return caller
 
 
 async def _warehouse(request: Request) -> Warehouse:

@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import OperationalError
 
 from meterline.query.builders import BuiltQuery
 from meterline.query.errors import WarehouseUnavailable
+from meterline.query.observe import returned
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class Warehouse:
                 built.sql, parameters=built.parameters, settings=self._settings
             )
         )
-        return list(result.column_names), [tuple(row) for row in result.result_rows]
+        rows = [tuple(row) for row in result.result_rows]
+        returned(len(rows))
+        return list(result.column_names), rows
 
     async def run(self, work: Callable[[Client], T]) -> T:
         """``work`` on a borrowed client, in a worker thread."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
@@ -27,6 +28,7 @@ from meterline.ingress.metering import (
     RequestRecord,
     publish,
 )
+from meterline.ingress.observe import IngressMetrics, waited_for_provider
 from meterline.ingress.providers.dialect import Dialect, StreamScanner
 from meterline.ingress.publishing.protocol import UsagePublisher
 from meterline.ingress.relay import Drains, SseRelay
@@ -55,9 +57,14 @@ class Upstream:
     """Sends requests to providers through one shared, pooled client."""
 
     def __init__(
-        self, client: ProviderClient, settings: IngressSettings, publisher: UsagePublisher
+        self,
+        client: ProviderClient,
+        settings: IngressSettings,
+        publisher: UsagePublisher,
+        metrics: IngressMetrics | None = None,
     ):
         self._client = client
+        self._metrics = metrics or IngressMetrics()
         self._settings = settings
         self._publisher = publisher
         self.drains = Drains(settings.upstream_drain_after_disconnect_seconds)
@@ -86,14 +93,18 @@ class Upstream:
         else:
             headers["accept"] = "application/json"
         slug = provider.slug
+        errors = self._metrics.upstream_errors
+        began = time.perf_counter()
         try:
             response = await self._client.post(url, headers, content, self.timeout(provider))
         except ConnectTimedOut:
+            errors.inc(slug, "timeout")
             # Nothing reached the provider: nothing to bill, so no event either.
             return _unrecorded(
                 dialect, 504, f"provider {slug!r} could not be reached in time", "upstream_timeout"
             )
         except ReadTimedOut:
+            errors.inc(slug, "timeout")
             return self._failed(
                 record,
                 dialect,
@@ -102,6 +113,7 @@ class Upstream:
                 "upstream_timeout",
             )
         except ConnectionLost:
+            errors.inc(slug, "connection_lost")
             return self._failed(
                 record,
                 dialect,
@@ -110,10 +122,13 @@ class Upstream:
                 "upstream_connection_error",
             )
         except UpstreamError as error:
+            errors.inc(slug, "connect")
             log.warning("provider %s unreachable: %r", slug, error)
             return _unrecorded(
                 dialect, 502, f"provider {slug!r} is unreachable", "upstream_unreachable"
             )
+        finally:
+            waited_for_provider(began)
 
         content_type, client_headers = response_headers(response, record)
         if record.streamed and response.is_success and content_type.startswith("text/event-stream"):
@@ -124,9 +139,11 @@ class Upstream:
             client_headers["x-accel-buffering"] = "no"
             return MeteredStreamingResponse(relay, response.status, client_headers, content_type)
 
+        began = time.perf_counter()
         try:
             answer = await response.read()
         except ReadTimedOut:
+            errors.inc(slug, "timeout")
             return self._failed(
                 record,
                 dialect,
@@ -135,6 +152,7 @@ class Upstream:
                 "upstream_timeout",
             )
         except UpstreamError:
+            errors.inc(slug, "connection_lost")
             return self._failed(
                 record,
                 dialect,
@@ -144,8 +162,11 @@ class Upstream:
             )
         finally:
             response.close()
+            waited_for_provider(began)
 
         status = response.status
+        if status >= 400:
+            errors.inc(slug, "5xx" if status >= 500 else "4xx")
         if not response.is_success and not dialect.is_error(_json_object(answer)):
             # A proxy's HTML page or a bare text error: the SDKs want their own format.
             text = answer.decode(errors="replace").strip()[:1000]

@@ -143,6 +143,14 @@ class KafkaPublisher:
     def spooled(self) -> int:
         return self._spool.waiting if self._spool is not None else 0
 
+    @property
+    def accepting(self) -> bool:
+        """Whether a new event is kept: Kafka is connected and taking events, or the spool
+        has room for it (readiness)."""
+        if self._producer is not None and self._health.healthy:
+            return True
+        return self._spool is not None and self._spool.bytes < self._spool.max_bytes
+
     def metrics(self) -> Mapping[str, int]:
         return {
             "sent": self.sent,
