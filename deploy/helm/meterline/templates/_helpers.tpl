@@ -68,11 +68,11 @@ app.kubernetes.io/component: {{ .component }}
 so it keeps the namespace's default one; no pod mounts a token. */}}
 {{- define "meterline.podSpec" -}}
 {{- $values := .root.Values -}}
+# Meterline never calls the Kubernetes API.
+automountServiceAccountToken: false
 {{- if not .hook }}
 serviceAccountName: {{ include "meterline.serviceAccountName" .root }}
 {{- end }}
-# Meterline never calls the Kubernetes API.
-automountServiceAccountToken: false
 securityContext:
   {{- toYaml $values.podSecurityContext | nindent 2 }}
 {{- with $values.imagePullSecrets }}
