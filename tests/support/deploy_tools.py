@@ -51,7 +51,6 @@ class ToolError(RuntimeError):
 class Tools:
     helm: Path
     kubeconform: Path
-    promtool: Path
     schema_location: str
 
 
@@ -262,23 +261,30 @@ def generate_schemas() -> str:
 
 
 def ensure() -> Tools:
+    """helm, kubeconform and the schemas: what the chart's checks need."""
     CACHE.mkdir(exist_ok=True)
     return Tools(
         helm=install_tool("helm"),
         kubeconform=install_tool("kubeconform"),
-        promtool=install_tool("promtool"),
         schema_location=generate_schemas(),
     )
+
+
+def ensure_promtool() -> Path:
+    CACHE.mkdir(exist_ok=True)
+    return install_tool("promtool")
 
 
 def main() -> int:
     try:
         tools = ensure()
+        promtool = ensure_promtool()
     except ToolError as error:
         print(error, file=sys.stderr)
         return 1
-    for name in ("helm", "kubeconform", "promtool"):
-        print(f"{name}: {getattr(tools, name)}")
+    print(f"helm: {tools.helm}")
+    print(f"kubeconform: {tools.kubeconform}")
+    print(f"promtool: {promtool}")
     print(f"schemas: {SCHEMAS}")
     return 0
 
