@@ -36,6 +36,14 @@ test-slow: install ## the long tests only: load test, heavier fault injection (p
 	@status=0; $(UV) run pytest -m slow || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; status=0; fi; exit $$status
 
+.PHONY: deploy-tools
+deploy-tools: install ## build helm, kubeconform, promtool and the Kubernetes schemas into .cache (needs go)
+	$(UV) run python -m tests.support.deploy_tools
+
+.PHONY: deploy-check
+deploy-check: deploy-tools ## the chart's checks: helm lint, helm template + kubeconform -strict, promtool
+	@$(UV) run pytest tests/deploy -q
+
 .PHONY: kafka
 kafka: install ## fetch Apache Kafka from Maven Central (cached in .cache/kafka) and run a broker on :9092
 	$(UV) run python -m tests.support.kafka_broker --port 9092
