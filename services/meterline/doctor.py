@@ -54,10 +54,11 @@ def check_kafka(settings: CommonSettings, timeout: float) -> Iterator[Check]:
             with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
                 reached.append(server.strip())
         except (OSError, ValueError) as error:
+            reason = getattr(error, "strerror", None) or error
             yield Check(
                 "FAIL",
-                f"kafka: cannot reach {server.strip()} ({getattr(error, 'strerror', None) or error})"
-                ": start the broker or fix KAFKA_BOOTSTRAP_SERVERS",
+                f"kafka: cannot reach {server.strip()} ({reason}): start the broker or fix "
+                "KAFKA_BOOTSTRAP_SERVERS",
             )
     if reached:
         yield Check("OK", f"kafka: {', '.join(reached)} reachable")
