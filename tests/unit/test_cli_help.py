@@ -36,3 +36,15 @@ def test_version_is_the_package_version() -> None:
     )
     assert done.returncode == 0
     assert done.stdout.strip() == f"meterline {version('meterline')}"
+
+
+def test_the_demo_progress_is_plain_lines_off_a_terminal() -> None:
+    import io
+
+    from meterline.demo import Progress
+
+    stream = io.StringIO()
+    progress = Progress(20, stream)
+    for _ in range(20):
+        progress.advance()
+    assert stream.getvalue().splitlines() == [f"  {n}/20 requests done" for n in range(2, 21, 2)]
