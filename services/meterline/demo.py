@@ -15,6 +15,7 @@ import asyncio
 import json
 import os
 import secrets
+import sys
 import tempfile
 import threading
 import time
@@ -23,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import httpx
 
@@ -36,6 +37,29 @@ PLANS = ["plan:enterprise", "plan:pro", "plan:free"]
 FEATURES = ["feature:summarize", "feature:chat", "feature:search"]
 MODELS = ["gpt-4o", "gpt-4o-mini", "o4-mini"]
 METRICS = ("input_tokens", "output_tokens", "cached_input_tokens", "reasoning_tokens")
+
+
+class Progress:
+    """How many requests are done, on stderr: a bar redrawn in place on a terminal, a plain
+    line every tenth of the way otherwise (a log file, CI)."""
+
+    WIDTH = 30
+
+    def __init__(self, total: int, stream: TextIO = sys.stderr) -> None:
+        self.total, self.done, self.stream = total, 0, stream
+        self.tty = stream.isatty()
+        self._step = max(1, total // 10)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.tty:
+            filled = self.WIDTH * self.done // max(self.total, 1)
+            bar = "#" * filled + "-" * (self.WIDTH - filled)
+            end = "\n" if self.done == self.total else ""
+            self.stream.write(f"\r  [{bar}] {self.done}/{self.total}{end}")
+            self.stream.flush()
+        elif self.done % self._step == 0 or self.done == self.total:
+            print(f"  {self.done}/{self.total} requests done", file=self.stream, flush=True)
 
 
 @dataclass
@@ -71,6 +95,7 @@ async def send_requests(base_url: str, key: str, count: int) -> Sent:
         base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=60
     )
     sent = Sent()
+    progress = Progress(count)
     limit = asyncio.Semaphore(16)
 
     async def one(n: int) -> None:
@@ -109,6 +134,7 @@ async def send_requests(base_url: str, key: str, count: int) -> Sent:
         sent.market_cost += Decimal(price.total_price)
         for tag in tags:
             sent.by_tag[tag] = sent.by_tag.get(tag, 0) + 1
+        progress.advance()
 
     try:
         await asyncio.gather(*(one(n) for n in range(count)))

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from meterline.common.budgets import Budget, unique_ids, zone
 from meterline.common.spikes import SpikeSettings
@@ -260,6 +261,46 @@ class KeyRing:
         return found
 
 
+class ConfigurationError(ValueError):
+    """Configuration that cannot be used, said in one line: which file or setting, where,
+    and what is wrong."""
+
+
+_TOML_POSITION = re.compile(r"^(?P<what>.*) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
+
+
 def load_config(path: Path) -> GatewayConfig:
-    with path.open("rb") as file:
-        return GatewayConfig.model_validate(tomllib.load(file))
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"no configuration at {path}: create one with `meterline init --config {path}` "
+            "or point METERLINE_CONFIG_FILE at it"
+        ) from None
+    except OSError as error:
+        raise ConfigurationError(f"{path}: cannot read it: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        found = _TOML_POSITION.match(str(error))
+        if found is None:
+            raise ConfigurationError(f"{path}: invalid TOML: {error}") from None
+        raise ConfigurationError(
+            f"{path}, line {found['line']}, column {found['column']}: invalid TOML: {found['what']}"
+        ) from None
+    try:
+        return GatewayConfig.model_validate(document)
+    except ValidationError as error:
+        raise ConfigurationError(f"{path}: {validation_summary(error)}") from None
+
+
+def validation_summary(error: ValidationError) -> str:
+    """Each problem as ``where: what``, on one line. The input is left out: it may be a
+    value that should not be printed."""
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]
+        ).lstrip(".")
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append(f"{where}: {message}" if where else message)
+    return "; ".join(problems)

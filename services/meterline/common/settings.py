@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATA_DIR = Path("var")
@@ -44,3 +44,39 @@ class CommonSettings(BaseSettings):
         if self.clickhouse_url:
             return self.clickhouse_url
         return f"chdb://{(self.data_dir / 'chdb').resolve()}"
+
+
+def settings_error(error: ValidationError) -> str | None:
+    """A settings class's validation error in one line, naming each environment variable
+    and what it expects; None when ``error`` is not a settings class's."""
+    settings = next((c for c in _settings_classes() if c.__name__ == error.title), None)
+    if settings is None:
+        return None
+    prefix = settings.model_config.get("env_prefix", "")
+    problems = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info = settings.model_fields.get(field)
+        alias = info.validation_alias if info is not None else None
+        if isinstance(alias, AliasChoices):
+            variable = " or ".join(str(choice) for choice in alias.choices)
+        else:
+            variable = f"{prefix}{field}".upper()
+        # The value is shown unless the setting holds a secret.
+        shown = "" if info is None or _is_secret(info.annotation) else f"={item['input']!r}"
+        problems.append(f"{variable}{shown}: {item['msg'].removeprefix('Value error, ')}")
+    return "invalid setting " + "; ".join(problems)
+
+
+def _settings_classes() -> list[type[BaseSettings]]:
+    found: list[type[BaseSettings]] = []
+    pending: list[type[BaseSettings]] = [BaseSettings]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
+
+
+def _is_secret(annotation: object) -> bool:
+    return "SecretStr" in str(annotation) or annotation is SecretStr

@@ -19,6 +19,7 @@ never logged (every repr below hides it), never put into the usage event (which 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -32,6 +33,10 @@ CredentialType = Literal["system", "byok"]
 MAX_REQUEST_KEYS_PER_PROVIDER: Final = 8
 """Each key is one more upstream attempt; a handful covers every honest use (a primary key
 and its backups)."""
+
+
+UNSET_KEY_WARNING_SECONDS: Final = 60.0
+"""At most one warning per provider in this long about forwarding without its key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,18 @@ class Credentials:
 
     def __init__(self, config: GatewayConfig):
         self._system = {p.slug: Credential("system", p.system_key()) for p in config.providers}
+        self._unset = {
+            p.slug: p.api_key_env for p in config.providers if p.api_key_env and not p.system_key()
+        }
+        """Providers whose key variable is unset: requests go to them without a key."""
+        self._warned_at: dict[str, float] = {}
+        for slug, variable in self._unset.items():
+            log.warning(
+                "provider %s: its key variable %s is not set; requests to it will be sent "
+                "without a system key (only BYOK keys will work)",
+                slug,
+                variable,
+            )
         self._team: dict[tuple[str, str], list[Credential]] = {}
         for team in config.teams:
             for entry in team.byok:
@@ -83,7 +100,25 @@ class Credentials:
         if not byok and team is not None:
             byok = self._team.get((team.id, slug), [])
         if not byok:
+            self._warn_unset(slug)
             return [self._system[slug]]
         if team is None or team.byok_fallback_to_system:
             return [*byok, self._system[slug]]
         return byok
+
+    def _warn_unset(self, slug: str) -> None:
+        """The provider will most likely refuse the request (a 401 the client sees): say
+        why in the log, once a minute per provider rather than once per request."""
+        variable = self._unset.get(slug)
+        if variable is None:
+            return
+        now = time.monotonic()
+        if now - self._warned_at.get(slug, -UNSET_KEY_WARNING_SECONDS) < UNSET_KEY_WARNING_SECONDS:
+            return
+        self._warned_at[slug] = now
+        log.warning(
+            "routing a request to provider %s without a key: its key variable %s is not set, "
+            "so the provider will likely refuse it",
+            slug,
+            variable,
+        )
