@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import os
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
@@ -67,7 +68,9 @@ def ensure_chdb_free(url: str) -> None:
     if directory is None:
         return
     holder = chdb_holder(directory)
-    if holder is not None:
+    # This process's own engine (open already, as in one that runs several commands) is
+    # the one the client will share, not a competitor.
+    if holder is not None and holder != str(os.getpid()):
         raise StartupFailure(
             f"the chDB directory {directory} is in use by another process (pid {holder}); "
             "stop it, or point METERLINE_DATA_DIR or CLICKHOUSE_URL elsewhere"
