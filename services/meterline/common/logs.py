@@ -17,11 +17,12 @@ import json
 import logging
 import logging.config
 import re
+import sys
 import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TextIO
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -48,6 +49,23 @@ class LogSettings(BaseSettings):
 
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is when a line is written, not as it was when logging
+    was set up: whoever swaps it (a test capturing output, a tool) and closes the old one
+    would otherwise leave every later line failing on a closed file."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        """``StreamHandler.__init__`` and ``setStream`` set it: ``sys.stderr`` stands."""
 
 
 def mask_secrets(text: str) -> str:
@@ -167,8 +185,7 @@ def logging_config(
         "formatters": {"main": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "class": "meterline.common.logs.StderrHandler",
                 "formatter": "main",
                 "filters": ["floors", "repeats"],
             }

@@ -6,10 +6,11 @@ import io
 import json
 import logging
 import logging.config
+import sys
 
 import pytest
 
-from meterline.common.logs import JsonFormatter, RepeatFilter, logging_config
+from meterline.common.logs import JsonFormatter, RepeatFilter, StderrHandler, logging_config
 
 
 @pytest.fixture
@@ -90,3 +91,23 @@ def test_uvicorn_access_log_is_off_and_httpx_quiet() -> None:
     assert config["loggers"]["uvicorn.access"]["propagate"] is False
     assert config["loggers"]["httpx2"]["level"] == "WARNING"
     assert config["formatters"]["main"]["()"] is JsonFormatter
+
+
+def test_lines_go_to_the_stderr_of_the_moment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test or tool that swaps sys.stderr and closes the old one leaves logging working."""
+    handler = StderrHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("meterline.test.stderr")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        first = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", first)
+        logger.warning("one")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        logger.warning("two")
+        assert second.getvalue() == "two\n"
+    finally:
+        logger.removeHandler(handler)
