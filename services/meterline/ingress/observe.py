@@ -175,6 +175,8 @@ def _log_access(
 ) -> None:
     """One line per request: who, what, how it ended, how long. Never a key, a header or a
     body: the caller's prompt and credentials stay out of the logs."""
+    if not access_log.isEnabledFor(logging.INFO):  # built per request: not when unread
+        return
     duration_ms = round(duration * 1000, 1)
     added_ms = round(added * 1000, 2) if added is not None else None
     fields = {
